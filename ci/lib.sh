@@ -1,0 +1,91 @@
+# Shared helpers for the ci/ scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE_DIR="${MEMSTACK_STATE_DIR:-$REPO_ROOT/.state}"
+CACHE_DIR="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
+mkdir -p "$STATE_DIR" "$CACHE_DIR"
+
+log() { printf '[%s] %s\n' "${LOG_PREFIX:-ci}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# run_as_root CMD...: apt and friends need root; use sudo when we are not root.
+run_as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PKG...: install Debian packages that are missing (idempotent, retries the dpkg lock).
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local attempt
+  for attempt in 1 2 3 4 5 6; do
+    if run_as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 update -qq \
+      && run_as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null; then
+      return 0
+    fi
+    log "apt-get failed (attempt $attempt); retrying"
+    sleep 5
+  done
+  die "could not install ${missing[*]}"
+}
+
+# pid_alive FILE: true when FILE names a running process.
+pid_alive() {
+  local file=$1 pid
+  [ -f "$file" ] || return 1
+  pid=$(cat "$file")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# stop_pid FILE NAME [TIMEOUT]: SIGTERM the process in FILE, SIGKILL after TIMEOUT seconds.
+stop_pid() {
+  local file=$1 name=$2 timeout=${3:-30} pid waited=0
+  if ! pid_alive "$file"; then
+    rm -f "$file"
+    log "$name: not running"
+    return 0
+  fi
+  pid=$(cat "$file")
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$waited" -ge "$timeout" ]; then
+      log "$name: still running after ${timeout}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  rm -f "$file"
+  log "$name: stopped (pid $pid)"
+}
+
+# wait_until TIMEOUT DESCRIPTION CMD...: poll CMD every half second until it succeeds.
+wait_until() {
+  local timeout=$1 what=$2 deadline
+  shift 2
+  deadline=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# port_open HOST PORT: true when something accepts TCP connections there.
+port_open() {
+  python3 - "$1" "$2" <<'PY'
+import socket, sys
+with socket.socket() as s:
+    s.settimeout(1)
+    sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
+PY
+}

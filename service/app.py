@@ -1,0 +1,53 @@
+"""The application factory: `uvicorn service.app:create_app --factory`.
+
+Importing this module has no side effects; everything happens in `create_app`.
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from service.api.errors import EXCEPTION_HANDLERS
+from service.api.health import HealthController
+from service.lifespan import Resources, lifespan_for
+from service.observability.http import ObservedApp
+from service.observability.logging import configure_logging
+from service.observability.metrics import ApiMetrics, disable_created_series
+from service.observability.tracing import configure_tracing
+from service.settings import Settings, load_settings
+
+API_VERSION = "0.1.0"
+
+
+def provide_resources(state: State) -> Resources:
+    resources: Resources = state.resources
+    return resources
+
+
+def build_litestar(settings: Settings, metrics: ApiMetrics) -> Litestar:
+    cors = (
+        CORSConfig(allow_origins=list(settings.api_allowed_origins)) if settings.api_allowed_origins else None
+    )
+    return Litestar(
+        route_handlers=[HealthController],
+        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        lifespan=[lifespan_for(settings, metrics)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        cors_config=cors,
+        request_max_body_size=settings.api_max_body_bytes,
+        openapi_config=OpenAPIConfig(title="MemStack API", version=API_VERSION, path="/schema"),
+        logging_config=None,
+    )
+
+
+def create_app(settings: Settings | None = None) -> ObservedApp:
+    settings = settings or load_settings()
+    configure_logging(settings)
+    configure_tracing(settings)
+    disable_created_series()
+    metrics = ApiMetrics()
+    return ObservedApp(build_litestar(settings, metrics), metrics)

@@ -1,0 +1,64 @@
+"""Opens the pools, driver and clients once per process and closes them on shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from litestar import Litestar
+from loguru import logger
+from neo4j import AsyncDriver
+from psycopg_pool import AsyncConnectionPool
+
+from service.observability.metrics import ApiMetrics, MetricsServer
+from service.settings import Settings
+from service.stores.graph import create_driver
+from service.stores.postgres import create_pool
+from service.stores.redis import create_async_redis
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What request handlers receive by dependency injection."""
+
+    settings: Settings
+    metrics: ApiMetrics
+    pool: AsyncConnectionPool
+    graph: AsyncDriver
+    redis: aioredis.Redis
+
+
+def resources_from(app: Litestar) -> Resources:
+    resources: Resources = app.state.resources
+    return resources
+
+
+def lifespan_for(settings: Settings, metrics: ApiMetrics):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        metrics_server = MetricsServer(metrics.registry, settings.metrics_port)
+        if settings.enable_metrics:
+            metrics_server.start()
+        pool = create_pool(settings)
+        # wait=False: the API starts (and reports not-ready) even while PostgreSQL is down.
+        await pool.open(wait=False)
+        graph = create_driver(settings)
+        redis = create_async_redis(settings)
+        app.state.resources = Resources(settings, metrics, pool, graph, redis)
+        logger.info(
+            "memstack API started (environment={env}, metrics on :{port})",
+            env=settings.environment,
+            port=settings.metrics_port,
+        )
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await graph.close()
+            await pool.close()
+            metrics_server.stop()
+            logger.info("memstack API stopped")
+
+    return lifespan

@@ -1,0 +1,80 @@
+"""Prometheus metrics of the API. Names and labels are a contract: alerts and dashboards use them."""
+
+from __future__ import annotations
+
+from threading import Thread
+from typing import Final
+from wsgiref.simple_server import WSGIServer
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DEPENDENCIES: Final = ("postgres", "redis", "neo4j")
+UNMATCHED_ROUTE: Final = "unmatched"
+
+
+def disable_created_series() -> None:
+    """Drop the `*_created` series: they double the exposition and nothing here reads them."""
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class ApiMetrics:
+    """Every API metric, in a registry of its own so that each app instance is independent."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_progress = Gauge("http_requests_in_progress", "HTTP requests being served.", registry=r)
+        self.sse_active = Gauge("sse_connections_active", "Open Server-Sent Events streams.", registry=r)
+        self.sse_sent = Counter("sse_messages_sent", "Server-Sent Events messages written.", registry=r)
+        self.sse_errors = Counter("sse_errors", "Server-Sent Events streams ended by an error.", registry=r)
+        self.dependency_up = Gauge(
+            "memstack_dependency_up",
+            "1 when the dependency answered the last readiness check.",
+            ["dependency"],
+            registry=r,
+        )
+        self.episodes_accepted = Counter(
+            "memstack_episodes_accepted", "Episodes accepted and queued.", registry=r
+        )
+        self.episodes_rejected = Counter(
+            "memstack_episodes_rejected", "Episodes refused, by reason.", ["reason"], registry=r
+        )
+        for dependency in DEPENDENCIES:
+            self.dependency_up.labels(dependency).set(0)
+
+
+class MetricsServer:
+    """The /metrics endpoint on its own port, served from a daemon thread."""
+
+    def __init__(self, registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+        self._registry = registry
+        self._port = port
+        self._host = host
+        self._server: WSGIServer | None = None
+        self._thread: Thread | None = None
+
+    def start(self) -> None:
+        self._server, self._thread = start_http_server(self._port, addr=self._host, registry=self._registry)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None

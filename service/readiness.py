@@ -1,0 +1,76 @@
+"""Readiness: every dependency answers within a short timeout and the schema is new enough."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from service.lifespan import Resources
+from service.stores.postgres import current_schema_version, required_schema_version
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class CheckResult(msgspec.Struct, frozen=True):
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class ReadinessReport(msgspec.Struct, frozen=True):
+    status: str
+    checks: list[CheckResult]
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+async def _postgres(resources: Resources) -> str:
+    version = await current_schema_version(resources.pool, wait_seconds=CHECK_TIMEOUT_SECONDS)
+    needed = required_schema_version()
+    if version < needed:
+        raise RuntimeError(f"schema version {version} is older than {needed}: run `memstack migrate`")
+    return f"schema version {version} (needs >= {needed})"
+
+
+async def _redis(resources: Resources) -> str:
+    await resources.redis.ping()
+    return "ping ok"
+
+
+async def _neo4j(resources: Resources) -> str:
+    await resources.graph.execute_query("RETURN 1", database_=resources.settings.neo4j_database)
+    return "query ok"
+
+
+CHECKS: dict[str, Callable[[Resources], Awaitable[str]]] = {
+    "postgres": _postgres,
+    "redis": _redis,
+    "neo4j": _neo4j,
+}
+
+
+async def _run(name: str, check: Callable[[Resources], Awaitable[str]], resources: Resources) -> CheckResult:
+    try:
+        detail = await asyncio.wait_for(check(resources), timeout=CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return CheckResult(name, False, f"no answer within {CHECK_TIMEOUT_SECONDS:g}s")
+    except Exception as exc:  # any failure means "not ready"; the reason is reported, not raised
+        return CheckResult(name, False, f"{type(exc).__name__}: {_first_line(exc)}")
+    return CheckResult(name, True, detail)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "failed"
+
+
+async def check_readiness(resources: Resources) -> ReadinessReport:
+    results = await asyncio.gather(*(_run(name, check, resources) for name, check in CHECKS.items()))
+    for result in results:
+        resources.metrics.dependency_up.labels(result.name).set(1 if result.ok else 0)
+    ok = all(result.ok for result in results)
+    return ReadinessReport("ready" if ok else "unavailable", list(results))

@@ -1,0 +1,1 @@
+"""The MemStack ingest worker: an RQ worker on `memstack:ingest` with its own metrics."""

@@ -1,0 +1,96 @@
+"""Worker bootstrap: logging, metrics server, heartbeat, then the RQ work loop."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from loguru import logger
+from rq import Queue, SimpleWorker
+from rq.job import Job
+
+from service.cli import DEFAULT_HEARTBEAT_FILE
+from service.observability.logging import configure_logging
+from service.observability.metrics import MetricsServer, disable_created_series
+from service.settings import Settings, SettingsError, load_settings
+from service.stores.redis import QUEUE_NAME, create_sync_redis
+from worker import context
+from worker.heartbeat import Heartbeat
+from worker.metrics import WorkerMetrics
+
+# RQ's dequeue blocks for (worker_ttl - 15) seconds, so this also bounds the idle heartbeat.
+WORKER_TTL_SECONDS = 30
+# How often a worker sweeps registries for jobs of dead workers (RQ's default is 600 s).
+MAINTENANCE_INTERVAL_SECONDS = 60
+
+
+class MemStackWorker(SimpleWorker):
+    """Runs jobs in-process: no fork per job (~20 ms each), and metrics stay in this process."""
+
+    pulse: Heartbeat | None = None
+    memstack_metrics: WorkerMetrics | None = None
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        super().heartbeat(*args, **kwargs)
+        if self.pulse is not None:
+            self.pulse.progress()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if self.pulse is not None:
+            self.pulse.progress()
+        if self.memstack_metrics is not None:
+            self.memstack_metrics.busy.set(1)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            if self.memstack_metrics is not None:
+                self.memstack_metrics.busy.set(0)
+            if self.pulse is not None:
+                self.pulse.progress()
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> int:
+    disable_created_series()
+    connection = create_sync_redis(settings)
+    metrics = WorkerMetrics()
+    metrics.watch_queues(connection, [QUEUE_NAME], settings.queue_max_size)
+    context.install(context.WorkerContext(settings=settings, redis=connection, metrics=metrics))
+    server = MetricsServer(metrics.registry, settings.metrics_port)
+    if settings.enable_metrics:
+        server.start()
+    pulse = Heartbeat(
+        DEFAULT_HEARTBEAT_FILE, metrics.heartbeat, stall_after=settings.job_timeout_seconds + 60
+    )
+    queue = Queue(QUEUE_NAME, connection=connection, default_timeout=settings.job_timeout_seconds)
+    worker = MemStackWorker(
+        [queue],
+        connection=connection,
+        worker_ttl=WORKER_TTL_SECONDS,
+        maintenance_interval=MAINTENANCE_INTERVAL_SECONDS,
+    )
+    worker.pulse = pulse
+    worker.memstack_metrics = metrics
+    pulse.start()
+    logger.info(
+        "worker {name} listening on {queue} (metrics on :{port})",
+        name=worker.name,
+        queue=QUEUE_NAME,
+        port=settings.metrics_port,
+    )
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    finally:
+        pulse.stop()
+        server.stop()
+        connection.close()
+    return 0
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"memstack worker: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    return run_worker(settings)
