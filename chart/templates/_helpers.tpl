@@ -1,0 +1,444 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{- define "memstack.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name; leaves room for the longest suffix ("-worker-metrics" style suffixes are <= 14 chars). */}}
+{{- define "memstack.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 48 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 48 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 48 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "memstack.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. Versions live here, never in selectors (rollback-safe). */}}
+{{- define "memstack.labels" -}}
+helm.sh/chart: {{ include "memstack.chart" . }}
+{{ include "memstack.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: memstack
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "memstack.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "memstack.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Component labels: (dict "root" $ "component" "api") */}}
+{{- define "memstack.componentLabels" -}}
+{{ include "memstack.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "memstack.componentSelectorLabels" -}}
+{{ include "memstack.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "memstack.apiName" -}}{{ include "memstack.fullname" . }}-api{{- end -}}
+{{- define "memstack.workerName" -}}{{ include "memstack.fullname" . }}-worker{{- end -}}
+{{/* The Prometheus `job` label of the targets = the name of the scraped Service. */}}
+{{- define "memstack.apiJob" -}}{{ include "memstack.apiName" . }}{{- end -}}
+{{- define "memstack.workerJob" -}}{{ include "memstack.workerName" . }}{{- end -}}
+{{- define "memstack.secretName" -}}{{ include "memstack.fullname" . }}{{- end -}}
+{{- define "memstack.configName" -}}{{ include "memstack.fullname" . }}{{- end -}}
+
+{{- define "memstack.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "memstack.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "memstack.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------------------------------
+     Configuration: the non-secret Settings keys (ConfigMap data), as a YAML dict of strings.
+     --------------------------------------------------------------------------------------- */}}
+{{- define "memstack.configData" -}}
+{{- $c := .Values.config -}}
+API_HOST: "0.0.0.0"
+API_PORT: "8000"
+API_ALLOWED_ORIGINS: {{ join "," $c.apiAllowedOrigins | quote }}
+API_MAX_BODY_BYTES: {{ $c.apiMaxBodyBytes | int64 | toString | quote }}
+RATE_LIMIT_PER_MINUTE: {{ $c.rateLimitPerMinute | int64 | toString | quote }}
+TRUSTED_PROXIES: {{ join "," $c.trustedProxies | quote }}
+NEO4J_URI: {{ .Values.neo4j.uri | quote }}
+NEO4J_USER: {{ .Values.neo4j.user | quote }}
+NEO4J_DATABASE: {{ .Values.neo4j.database | quote }}
+NEO4J_POOL_SIZE: {{ .Values.neo4j.poolSize | int64 | toString | quote }}
+POSTGRES_HOST: {{ .Values.postgresql.host | quote }}
+POSTGRES_PORT: {{ .Values.postgresql.port | int64 | toString | quote }}
+POSTGRES_DB: {{ .Values.postgresql.database | quote }}
+POSTGRES_USER: {{ .Values.postgresql.user | quote }}
+POSTGRES_POOL_SIZE: {{ .Values.postgresql.poolSize | int64 | toString | quote }}
+POSTGRES_SSLMODE: {{ .Values.postgresql.sslmode | quote }}
+REDIS_HOST: {{ .Values.redis.host | quote }}
+REDIS_PORT: {{ .Values.redis.port | int64 | toString | quote }}
+REDIS_DB: {{ .Values.redis.db | int64 | toString | quote }}
+REDIS_TLS: {{ .Values.redis.tls | toString | quote }}
+QUEUE_MAX_SIZE: {{ $c.queueMaxSize | int64 | toString | quote }}
+JOB_TIMEOUT_SECONDS: {{ $c.jobTimeoutSeconds | int64 | toString | quote }}
+JOB_MAX_RETRIES: {{ $c.jobMaxRetries | int64 | toString | quote }}
+LLM_PROVIDER: {{ .Values.llm.provider | quote }}
+LLM_BASE_URL: {{ .Values.llm.baseUrl | quote }}
+LLM_MODEL: {{ .Values.llm.model | quote }}
+LLM_TIMEOUT: {{ .Values.llm.timeout | toString | quote }}
+LLM_CACHE_ENABLED: {{ .Values.llm.cacheEnabled | toString | quote }}
+LLM_CACHE_TTL: {{ .Values.llm.cacheTtl | int64 | toString | quote }}
+ENABLE_METRICS: {{ $c.enableMetrics | toString | quote }}
+METRICS_PORT: "9090"
+ENABLE_TELEMETRY: {{ $c.enableTelemetry | toString | quote }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ $c.otelExporterOtlpEndpoint | quote }}
+SERVICE_NAME: {{ default (include "memstack.fullname" .) $c.serviceName | quote }}
+ENVIRONMENT: {{ $c.environment | quote }}
+LOG_LEVEL: {{ $c.logLevel | quote }}
+LOG_FORMAT: {{ $c.logFormat | quote }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------------------------------
+     Secrets. Each secret key comes from exactly one place:
+       existingSecret of its dependency  >  the ExternalSecret target  >  the chart's own Secret.
+     "memstack.secretSources" returns a JSON dict KEY -> {"secret": name, "key": key, "own": bool}.
+     --------------------------------------------------------------------------------------- */}}
+{{- define "memstack.secretSources" -}}
+{{- $own := include "memstack.secretName" . -}}
+{{- $v := .Values -}}
+{{- $specs := list
+    (list "NEO4J_PASSWORD" $v.neo4j.existingSecret $v.neo4j.existingSecretPasswordKey)
+    (list "POSTGRES_PASSWORD" $v.postgresql.existingSecret $v.postgresql.existingSecretPasswordKey)
+    (list "REDIS_PASSWORD" $v.redis.existingSecret $v.redis.existingSecretPasswordKey)
+    (list "LLM_API_KEY" $v.llm.existingSecret $v.llm.existingSecretKey)
+    (list "MEMSTACK_BOOTSTRAP_API_KEY" $v.bootstrapApiKey.existingSecret $v.bootstrapApiKey.existingSecretKey) -}}
+{{- $out := dict -}}
+{{- range $specs -}}
+{{- $key := index . 0 -}}
+{{- if index . 1 -}}
+{{- $_ := set $out $key (dict "secret" (index . 1) "key" (index . 2) "own" false) -}}
+{{- else -}}
+{{- $_ := set $out $key (dict "secret" $own "key" $key "own" true) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Inline values of the secret keys the chart's Secret carries (bootstrap key excluded). */}}
+{{- define "memstack.inlineSecretValues" -}}
+{{- $v := .Values -}}
+{{- toJson (dict "NEO4J_PASSWORD" $v.neo4j.password "POSTGRES_PASSWORD" $v.postgresql.password "REDIS_PASSWORD" $v.redis.password "LLM_API_KEY" $v.llm.apiKey) -}}
+{{- end -}}
+
+{{/* Whether the chart renders its own Secret: some key is not delegated and no ExternalSecret. */}}
+{{- define "memstack.ownSecretNeeded" -}}
+{{- $needed := false -}}
+{{- range $k, $s := (include "memstack.secretSources" . | fromJson) -}}
+{{- if $s.own -}}{{- $needed = true -}}{{- end -}}
+{{- end -}}
+{{- if and $needed (not .Values.externalSecrets.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The env entries for every secret key (secretKeyRef), for the given keys (default: all). */}}
+{{- define "memstack.secretEnv" -}}
+{{- $root := .root -}}
+{{- $sources := include "memstack.secretSources" $root | fromJson -}}
+{{- $keys := .keys | default (list "NEO4J_PASSWORD" "POSTGRES_PASSWORD" "REDIS_PASSWORD" "LLM_API_KEY" "MEMSTACK_BOOTSTRAP_API_KEY") -}}
+{{- $secretName := .secretName | default "" -}}
+{{- range $key := $keys }}
+{{- $s := index $sources $key }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ ternary (default $s.secret $secretName) $s.secret $s.own }}
+      key: {{ $s.key }}
+      {{- if or (eq $key "REDIS_PASSWORD") (eq $key "LLM_API_KEY") }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Checksum of the secret data the pods read from the chart (never of a generated key). */}}
+{{- define "memstack.secretChecksum" -}}
+{{- $data := include "memstack.inlineSecretValues" . | fromJson -}}
+{{- $_ := set $data "MEMSTACK_BOOTSTRAP_API_KEY" .Values.bootstrapApiKey.value -}}
+{{- $_ := set $data "sources" (include "memstack.secretSources" . | fromJson) -}}
+{{- $_ := set $data "external" (ternary (toJson .Values.externalSecrets) "" .Values.externalSecrets.enabled) -}}
+{{- toJson $data | sha256sum -}}
+{{- end -}}
+
+{{/* Names of Secrets the chart does not manage (for the reloader annotation). */}}
+{{- define "memstack.foreignSecrets" -}}
+{{- $names := list -}}
+{{- range $k, $s := (include "memstack.secretSources" . | fromJson) -}}
+{{- if not $s.own -}}{{- $names = append $names $s.secret -}}{{- end -}}
+{{- end -}}
+{{- if .Values.externalSecrets.enabled -}}{{- $names = append $names (include "memstack.secretName" .) -}}{{- end -}}
+{{- $names | uniq | sortAlpha | join "," -}}
+{{- end -}}
+
+{{/* Pod annotations shared by API and worker: roll on config/secret data changes. */}}
+{{- define "memstack.podChecksums" -}}
+checksum/config: {{ include "memstack.configData" . | sha256sum }}
+checksum/secret: {{ include "memstack.secretChecksum" . }}
+{{- end -}}
+
+{{- define "memstack.deploymentAnnotations" -}}
+{{- if and .Values.secrets.reloader (include "memstack.foreignSecrets" .) -}}
+secret.reloader.stakater.com/reload: {{ include "memstack.foreignSecrets" . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* Anti-affinity + topology spread: (dict "root" $ "component" "api" "cfg" .Values.api) */}}
+{{- define "memstack.scheduling" -}}
+{{- $sel := include "memstack.componentSelectorLabels" . | fromYaml -}}
+{{- if .cfg.affinity }}
+affinity:
+  {{- toYaml .cfg.affinity | nindent 2 }}
+{{- else if eq .cfg.podAntiAffinity "soft" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- toYaml $sel | nindent 14 }}
+{{- else if eq .cfg.podAntiAffinity "hard" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- toYaml $sel | nindent 12 }}
+{{- end }}
+{{- with .cfg.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  - maxSkew: {{ .maxSkew }}
+    topologyKey: {{ .topologyKey }}
+    whenUnsatisfiable: {{ .whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- toYaml $sel | nindent 8 }}
+  {{- end }}
+{{- end }}
+{{- with .cfg.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "memstack.podSecurity" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+serviceAccountName: {{ include "memstack.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "memstack.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end -}}
+
+{{- define "memstack.workerGrace" -}}
+{{- if kindIs "invalid" .Values.worker.terminationGracePeriodSeconds -}}
+{{- add (int64 .Values.config.jobTimeoutSeconds) 60 -}}
+{{- else -}}
+{{- int64 .Values.worker.terminationGracePeriodSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "memstack.workerHealthcheck" -}}
+exec:
+  command:
+    - memstack
+    - healthcheck
+    - --file
+    - {{ .Values.worker.heartbeatFile }}
+    - --max-age
+    - {{ .Values.worker.heartbeatMaxAgeSeconds | quote }}
+{{- end -}}
+
+{{- define "memstack.runbookUrl" -}}
+{{- $alert := index .root.Values.prometheusRule.alerts .key -}}
+{{- default (printf "%s/%s.md" (trimSuffix "/" .root.Values.prometheusRule.runbookBaseUrl) .name) $alert.runbookUrl -}}
+{{- end -}}
+
+{{/* Egress rules shared by every NetworkPolicy of the chart. */}}
+{{- define "memstack.egressRules" -}}
+{{- $np := .Values.networkPolicy -}}
+# DNS
+- to:
+    - namespaceSelector:
+        {{- toYaml $np.dnsNamespaceSelector | nindent 8 }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+# Neo4j (Bolt), PostgreSQL, Redis
+- {{- with $np.dependencyPeers }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ .Values.neo4j.port }}
+    - protocol: TCP
+      port: {{ .Values.postgresql.port }}
+    - protocol: TCP
+      port: {{ .Values.redis.port }}
+{{- if ne .Values.llm.provider "none" }}
+# LLM endpoint
+- ports:
+    - protocol: TCP
+      port: {{ .Values.llm.egressPort }}
+{{- end }}
+{{- if .Values.config.enableTelemetry }}
+# OTLP collector
+- ports:
+    - protocol: TCP
+      port: {{ $np.otlpPort }}
+{{- end }}
+{{- with $np.extraEgress }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------------------------------
+     Cross-field rules the JSON schema cannot express. Each message says what to change.
+     --------------------------------------------------------------------------------------- */}}
+{{- define "memstack.validate" -}}
+{{- $v := .Values -}}
+{{- range $name := list "api" "worker" -}}
+{{- $c := index $v $name -}}
+{{- if and $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
+{{- fail (printf "%s.autoscaling.minReplicas (%v) is greater than %s.autoscaling.maxReplicas (%v): lower minReplicas or raise maxReplicas" $name $c.autoscaling.minReplicas $name $c.autoscaling.maxReplicas) -}}
+{{- end -}}
+{{- if and $c.autoscaling.enabled (kindIs "invalid" $c.autoscaling.targetCPUUtilizationPercentage) (kindIs "invalid" $c.autoscaling.targetMemoryUtilizationPercentage) -}}
+{{- fail (printf "%s.autoscaling is enabled without a metric: set targetCPUUtilizationPercentage and/or targetMemoryUtilizationPercentage, or set %s.autoscaling.enabled=false" $name $name) -}}
+{{- end -}}
+{{- if and $c.pdb.enabled (not (kindIs "invalid" $c.pdb.minAvailable)) (not (kindIs "invalid" $c.pdb.maxUnavailable)) -}}
+{{- fail (printf "%s.pdb: set either minAvailable or maxUnavailable, not both (set the other to null)" $name) -}}
+{{- end -}}
+{{- if and $c.pdb.enabled (kindIs "invalid" $c.pdb.minAvailable) (kindIs "invalid" $c.pdb.maxUnavailable) -}}
+{{- fail (printf "%s.pdb is enabled without minAvailable or maxUnavailable: set one (maxUnavailable: 1 is recommended) or disable the PDB" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name := list "api" "worker" -}}
+{{- $c := index $v $name -}}
+{{- $scaled := or $c.autoscaling.enabled (and (eq $name "worker") $v.worker.keda.enabled) -}}
+{{- if and $c.pdb.enabled (not $scaled) (not (kindIs "invalid" $c.pdb.minAvailable)) (not (kindIs "string" $c.pdb.minAvailable)) (ge (int64 $c.pdb.minAvailable) (int64 $c.replicas)) -}}
+{{- fail (printf "%s.pdb.minAvailable (%v) >= %s.replicas (%v) blocks every node drain: use %s.pdb.maxUnavailable: 1 (and minAvailable: null) or raise replicas" $name $c.pdb.minAvailable $name $c.replicas $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.worker.keda.enabled $v.worker.autoscaling.enabled -}}
+{{- fail "worker.keda.enabled and worker.autoscaling.enabled are both true: KEDA creates its own HPA, set worker.autoscaling.enabled=false" -}}
+{{- end -}}
+{{- if and $v.worker.keda.enabled (gt (int $v.worker.keda.minReplicaCount) (int $v.worker.keda.maxReplicaCount)) -}}
+{{- fail "worker.keda.minReplicaCount is greater than worker.keda.maxReplicaCount: lower the minimum or raise the maximum" -}}
+{{- end -}}
+{{- range $spec := list (list "neo4j" "password" $v.neo4j.password $v.neo4j.existingSecret) (list "postgresql" "password" $v.postgresql.password $v.postgresql.existingSecret) (list "redis" "password" $v.redis.password $v.redis.existingSecret) (list "llm" "apiKey" $v.llm.apiKey $v.llm.existingSecret) (list "bootstrapApiKey" "value" $v.bootstrapApiKey.value $v.bootstrapApiKey.existingSecret) -}}
+{{- $section := index $spec 0 -}}{{- $field := index $spec 1 -}}
+{{- if and (index $spec 2) (index $spec 3) -}}
+{{- fail (printf "%s.%s and %s.existingSecret are both set: keep only one (remove %s.%s to use the existing Secret %q)" $section $field $section $section $field (index $spec 3)) -}}
+{{- end -}}
+{{- if and (index $spec 2) $v.externalSecrets.enabled -}}
+{{- fail (printf "%s.%s is set while externalSecrets.enabled=true: the ExternalSecret provides the credentials, remove %s.%s (or use %s.existingSecret)" $section $field $section $field $section) -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.externalSecrets.enabled -}}
+{{- if not $v.externalSecrets.secretStoreRef.name -}}
+{{- fail "externalSecrets.enabled=true needs externalSecrets.secretStoreRef.name (the SecretStore or ClusterSecretStore to read from)" -}}
+{{- end -}}
+{{- if and (not $v.externalSecrets.remoteKey) (not $v.externalSecrets.data) -}}
+{{- fail "externalSecrets.enabled=true needs externalSecrets.remoteKey (extract a whole remote secret) or externalSecrets.data (per-key mapping)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $v.llm.provider "openai-compatible") (or (not $v.llm.baseUrl) (not $v.llm.model)) -}}
+{{- fail "llm.provider=openai-compatible needs llm.baseUrl and llm.model (or set llm.provider=none)" -}}
+{{- end -}}
+{{- $workerGrace := int64 (include "memstack.workerGrace" .) -}}
+{{- if le $workerGrace (int64 $v.config.jobTimeoutSeconds) -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must be greater than config.jobTimeoutSeconds (%v) so a stopping worker finishes its job: raise it or set it to null (job timeout + 60)" $workerGrace $v.config.jobTimeoutSeconds) -}}
+{{- end -}}
+{{- if le (int64 $v.api.terminationGracePeriodSeconds) (add (int64 $v.api.preStopSleepSeconds) (int64 $v.api.shutdownDrainSeconds)) -}}
+{{- fail (printf "api.terminationGracePeriodSeconds (%v) must be greater than api.preStopSleepSeconds + api.shutdownDrainSeconds (%d): raise it or shorten the drain" $v.api.terminationGracePeriodSeconds (add (int64 $v.api.preStopSleepSeconds) (int64 $v.api.shutdownDrainSeconds))) -}}
+{{- end -}}
+{{- if and $v.ingress.enabled (not $v.ingress.hosts) -}}
+{{- fail "ingress.enabled=true needs at least one host in ingress.hosts" -}}
+{{- end -}}
+{{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) -}}
+{{- fail "httpRoute.enabled=true needs httpRoute.parentRefs (the Gateway to attach to)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ExternalSecret filling a Secret `name`: (dict "root" $ "name" ... "component" ... "hook" bool) */}}
+{{- define "memstack.externalSecret" -}}
+{{- $es := .root.Values.externalSecrets -}}
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "memstack.componentLabels" (dict "root" .root "component" .component) | nindent 4 }}
+  {{- if .hook }}
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-10"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+  {{- end }}
+spec:
+  refreshInterval: {{ $es.refreshInterval }}
+  secretStoreRef:
+    name: {{ $es.secretStoreRef.name }}
+    kind: {{ $es.secretStoreRef.kind }}
+  target:
+    name: {{ .name }}
+    creationPolicy: Owner
+  {{- with $es.data }}
+  data:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $es.remoteKey }}
+  dataFrom:
+    - extract:
+        key: {{ . }}
+  {{- end }}
+{{- end -}}
