@@ -25,7 +25,7 @@ MAIN_CLASS="memstack.LocalNeo4j"
 BOLT_HOST="127.0.0.1"
 BOLT_PORT="${NEO4J_BOLT_PORT:-7687}"
 PASSWORD="${NEO4J_PASSWORD:-memstack-dev-password}"
-STATE_DIR="${MEMSTACK_STATE_DIR:-$REPO_ROOT/.state}"
+STATE_DIR="$(realpath -m "${MEMSTACK_STATE_DIR:-$REPO_ROOT/.state}")"
 CACHE_ROOT="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
 START_TIMEOUT="${NEO4J_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${NEO4J_STOP_TIMEOUT:-60}"
@@ -118,7 +118,7 @@ running_pid() {
     pid="$(tr -dc '0-9' <"$PID_FILE")"
     [[ -n "$pid" ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$MAIN_CLASS" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$MAIN_CLASS $DATA_DIR" || return 1
     printf '%s' "$pid"
 }
 
@@ -226,7 +226,7 @@ EOF
         --add-opens=java.base/java.lang=ALL-UNNAMED \
         ${cds_opts[@]+"${cds_opts[@]}"} ${EXTRA_JAVA_OPTS[@]+"${EXTRA_JAVA_OPTS[@]}"} \
         -cp "$LIB_DIR/*" "$MAIN_CLASS" "$DATA_DIR" \
-        </dev/null >>"$LOG_FILE" 2>&1 &
+        </dev/null >>"$LOG_FILE" 2>&1 8>&- &
     pid=$!
     mkdir -p "$(dirname "$PID_FILE")"
     printf '%s\n' "$pid" >"$PID_FILE"
@@ -249,7 +249,7 @@ EOF
             stop
             die "Neo4j start timed out after ${START_TIMEOUT}s (NEO4J_START_TIMEOUT; full log: $LOG_FILE)"
         fi
-        sleep 1
+        sleep 0.5
     done
     log "running (pid $pid, bolt://$BOLT_HOST:$BOLT_PORT, user neo4j) after $(( $(date +%s) - started ))s"
 }
@@ -293,6 +293,13 @@ status() {
     echo "neo4j: not running (bolt://$BOLT_HOST:$BOLT_PORT)"
     return 3
 }
+
+# One start/stop at a time per state directory (the JVM does not inherit the lock).
+if [[ "${1:-}" =~ ^(start|stop|restart)$ ]]; then
+    mkdir -p "$STATE_DIR"
+    exec 8>"$STATE_DIR/neo4j.lock"
+    flock 8
+fi
 
 case "${1:-}" in
     start) start ;;
