@@ -5,14 +5,19 @@ Importing this module has no side effects; everything happens in `create_app`.
 
 from __future__ import annotations
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from service.api.auth import provide_principal
+from service.api.episodes import EpisodeController
 from service.api.errors import EXCEPTION_HANDLERS
+from service.api.events import EventController
 from service.api.health import HealthController
+from service.api.projects import ProjectController
+from service.api.tenants import ApiKeyController, TenantController
 from service.lifespan import Resources, lifespan_for
 from service.observability.http import ObservedApp
 from service.observability.logging import configure_logging
@@ -28,12 +33,27 @@ def provide_resources(state: State) -> Resources:
     return resources
 
 
+def api_router() -> Router:
+    """Everything under /api/v1 needs an API key."""
+    return Router(
+        path="/api/v1",
+        route_handlers=[
+            TenantController,
+            ApiKeyController,
+            ProjectController,
+            EpisodeController,
+            EventController,
+        ],
+        dependencies={"principal": Provide(provide_principal)},
+    )
+
+
 def build_litestar(settings: Settings, metrics: ApiMetrics) -> Litestar:
     cors = (
         CORSConfig(allow_origins=list(settings.api_allowed_origins)) if settings.api_allowed_origins else None
     )
     return Litestar(
-        route_handlers=[HealthController],
+        route_handlers=[HealthController, api_router()],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan_for(settings, metrics)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

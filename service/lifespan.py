@@ -12,11 +12,13 @@ from loguru import logger
 from neo4j import AsyncDriver
 from psycopg_pool import AsyncConnectionPool
 
+from service.auth.cache import KeyCache
 from service.observability.metrics import ApiMetrics, MetricsServer
 from service.settings import Settings
 from service.stores.graph import create_driver
 from service.stores.postgres import create_pool
-from service.stores.redis import create_async_redis
+from service.stores.queue import IngestQueue
+from service.stores.redis import create_async_redis, create_sync_redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,8 @@ class Resources:
     pool: AsyncConnectionPool
     graph: AsyncDriver
     redis: aioredis.Redis
+    queue: IngestQueue
+    key_cache: KeyCache
 
 
 def resources_from(app: Litestar) -> Resources:
@@ -46,7 +50,9 @@ def lifespan_for(settings: Settings, metrics: ApiMetrics):  # type: ignore[no-un
         await pool.open(wait=False)
         graph = create_driver(settings)
         redis = create_async_redis(settings)
-        app.state.resources = Resources(settings, metrics, pool, graph, redis)
+        queue_connection = create_sync_redis(settings)
+        queue = IngestQueue(settings, queue_connection)
+        app.state.resources = Resources(settings, metrics, pool, graph, redis, queue, KeyCache())
         logger.info(
             "memstack API started (environment={env}, metrics on :{port})",
             env=settings.environment,
@@ -56,6 +62,7 @@ def lifespan_for(settings: Settings, metrics: ApiMetrics):  # type: ignore[no-un
             yield
         finally:
             await redis.aclose()
+            queue_connection.close()
             await graph.close()
             await pool.close()
             metrics_server.stop()

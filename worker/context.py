@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from neo4j import Driver, GraphDatabase
+from psycopg_pool import ConnectionPool
 
+from service.memory.extraction import Extractor
+from service.memory.extractor import DeterministicExtractor
+from service.memory.ingest import IngestDeps
 from service.settings import Settings
 from worker.metrics import WorkerMetrics
 
@@ -19,6 +24,43 @@ class WorkerContext:
     settings: Settings
     redis: redis.Redis
     metrics: WorkerMetrics
+    pool: ConnectionPool
+    graph: Driver
+    extractor: Extractor
+
+    @property
+    def ingest_deps(self) -> IngestDeps:
+        return IngestDeps(self.pool, self.graph, self.settings.neo4j_database, self.redis, self.extractor)
+
+    def close(self) -> None:
+        self.graph.close()
+        self.pool.close()
+        self.redis.close()
+
+
+def build_extractor(settings: Settings, connection: redis.Redis) -> Extractor:
+    return DeterministicExtractor()
+
+
+def open_context(settings: Settings, connection: redis.Redis, metrics: WorkerMetrics) -> WorkerContext:
+    pool = ConnectionPool(
+        settings.postgres_conninfo,
+        min_size=1,
+        max_size=2,
+        open=False,
+        timeout=10.0,
+        kwargs={"autocommit": True, "connect_timeout": 5},
+        name="memstack-worker",
+    )
+    pool.open(wait=False)
+    graph = GraphDatabase.driver(
+        settings.neo4j_uri,
+        auth=(settings.neo4j_user, settings.neo4j_password),
+        max_connection_pool_size=4,
+        connection_timeout=5.0,
+        max_transaction_retry_time=15.0,
+    )
+    return WorkerContext(settings, connection, metrics, pool, graph, build_extractor(settings, connection))
 
 
 _current: WorkerContext | None = None

@@ -13,10 +13,12 @@ from service.cli import DEFAULT_HEARTBEAT_FILE
 from service.observability.logging import configure_logging
 from service.observability.metrics import MetricsServer, disable_created_series
 from service.settings import Settings, SettingsError, load_settings
+from service.stores.queue import IngestQueue
 from service.stores.redis import QUEUE_NAME, create_sync_redis
 from worker import context
 from worker.heartbeat import Heartbeat
 from worker.metrics import WorkerMetrics
+from worker.reconciler import Reconciler
 
 # RQ's dequeue blocks for (worker_ttl - 15) seconds, so this also bounds the idle heartbeat.
 WORKER_TTL_SECONDS = 30
@@ -54,7 +56,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     connection = create_sync_redis(settings)
     metrics = WorkerMetrics()
     metrics.watch_queues(connection, [QUEUE_NAME], settings.queue_max_size)
-    context.install(context.WorkerContext(settings=settings, redis=connection, metrics=metrics))
+    ctx = context.open_context(settings, connection, metrics)
+    context.install(ctx)
     server = MetricsServer(metrics.registry, settings.metrics_port)
     if settings.enable_metrics:
         server.start()
@@ -70,7 +73,9 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     )
     worker.pulse = pulse
     worker.memstack_metrics = metrics
+    reconciler = Reconciler(ctx, IngestQueue(settings, connection))
     pulse.start()
+    reconciler.start()
     logger.info(
         "worker {name} listening on {queue} (metrics on :{port})",
         name=worker.name,
@@ -80,9 +85,10 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
     finally:
+        reconciler.stop()
         pulse.stop()
         server.stop()
-        connection.close()
+        ctx.close()
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -47,14 +48,27 @@ def problem_response(
     )
 
 
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+
+
+def _field_name(key: str, message: str) -> str:
+    """The field at fault: msgspec reports an unknown field against its parent object."""
+    unknown = _UNKNOWN_FIELD.search(message)
+    if unknown is None:
+        return key
+    parent = "" if key in ("data", "body") else key
+    return f"{parent}.{unknown[1]}" if parent else unknown[1]
+
+
 def _field_errors(extra: Any) -> list[FieldError]:
     errors: list[FieldError] = []
     for item in extra if isinstance(extra, list) else []:
         if isinstance(item, dict):
+            message = str(item.get("message", "invalid value"))
             errors.append(
                 FieldError(
-                    field=str(item.get("key") or "body"),
-                    message=str(item.get("message", "invalid value")),
+                    field=_field_name(str(item.get("key") or "body"), message),
+                    message=message,
                     source=str(item.get("source", "body")),
                 )
             )

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,13 +70,13 @@ def settings() -> Settings:
     return load_settings(local_environ(), dotenv=None)
 
 
-@pytest.fixture(scope="session")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+@contextmanager
+def running_api(log_path: Path, **overrides: str) -> Iterator[RunningApi]:
+    """The real API under uvicorn, on free ports, with the given settings overridden."""
     port, metrics_port = free_port(), free_port()
-    log_path = tmp_path_factory.mktemp("api") / "api.log"
-    environ = local_environ(METRICS_PORT=str(metrics_port), LOG_FORMAT="json")
+    environ = local_environ(METRICS_PORT=str(metrics_port), LOG_FORMAT="json", **overrides)
     command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)]
-    with log_path.open("wb") as log_file:
+    with log_path.open("ab") as log_file:
         process = subprocess.Popen(command, env=environ, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
     running = RunningApi(
         f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics", process, log_path
@@ -89,3 +90,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    with running_api(tmp_path_factory.mktemp("api") / "api.log") as running:
+        yield running

@@ -39,6 +39,7 @@ CREATE TABLE episodes (
                      CHECK (status IN ('queued', 'processing', 'completed', 'failed')),
     attempts         integer NOT NULL DEFAULT 0,
     error            text,
+    job_id           text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     UNIQUE (project_id, idempotency_key)

@@ -1,0 +1,123 @@
+"""Episodes: accept (one or in bulk), list and get."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
+from service.api.projects import project_of
+from service.api.schemas import BulkEpisodesIn, BulkEpisodesOut, EpisodeIn, EpisodeOut, EpisodePage
+from service.auth.keys import Principal
+from service.lifespan import Resources
+from service.memory.accept import accept_episodes
+from service.stores import episodes as store
+from service.stores.episodes import EpisodeRow, EpisodeStatus, NewEpisode
+
+
+def episode_out(row: EpisodeRow, *, with_content: bool = False) -> EpisodeOut:
+    return EpisodeOut(
+        id=row.id,
+        project_id=row.project_id,
+        status=row.status,
+        source=row.source,
+        reference_time=row.reference_time,
+        metadata=row.metadata,
+        client_id=row.idempotency_key,
+        attempts=row.attempts,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        content=row.content if with_content else None,
+    )
+
+
+def new_episode(data: EpisodeIn, idempotency_key: str | None = None) -> NewEpisode:
+    return NewEpisode(
+        content=data.content,
+        source=data.source,
+        reference_time=data.reference_time,
+        metadata=data.metadata,
+        idempotency_key=idempotency_key or data.client_id,
+    )
+
+
+class EpisodeController(Controller):
+    path = "/projects/{project_id:uuid}/episodes"
+    tags = ["episodes"]  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Accept an episode for ingestion",
+        description="202 with status `queued`. Repeating an `Idempotency-Key` (or `client_id`) returns the "
+        "first episode with 200 instead of creating another. 503 with Retry-After when the queue is full.",
+    )
+    async def create_episode(
+        self,
+        project_id: uuid.UUID,
+        data: EpisodeIn,
+        principal: Principal,
+        resources: Resources,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=200)
+        ] = None,
+    ) -> Response[EpisodeOut]:
+        await project_of(resources, principal, project_id)
+        inserted, duplicates = await accept_episodes(
+            resources, project_id, [new_episode(data, idempotency_key)]
+        )
+        if inserted:
+            return Response(episode_out(inserted[0]), status_code=HTTP_202_ACCEPTED)
+        return Response(
+            episode_out(duplicates[0]), status_code=HTTP_200_OK, headers={"Idempotent-Replayed": "true"}
+        )
+
+    @post(
+        "/bulk",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Accept up to 1000 episodes at once",
+        description="Items with a `client_id` seen before are returned under `duplicates`.",
+    )
+    async def create_episodes(
+        self, project_id: uuid.UUID, data: BulkEpisodesIn, principal: Principal, resources: Resources
+    ) -> BulkEpisodesOut:
+        await project_of(resources, principal, project_id)
+        inserted, duplicates = await accept_episodes(
+            resources, project_id, [new_episode(e) for e in data.episodes]
+        )
+        return BulkEpisodesOut(
+            accepted=[episode_out(r) for r in inserted], duplicates=[episode_out(r) for r in duplicates]
+        )
+
+    @get("/", summary="List episodes (cursor pagination, optional status filter)")
+    async def list_episodes(
+        self,
+        project_id: uuid.UUID,
+        principal: Principal,
+        resources: Resources,
+        status: EpisodeStatus | None = None,
+        cursor: str | None = None,
+        limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    ) -> EpisodePage:
+        await project_of(resources, principal, project_id)
+        async with resources.pool.connection() as conn:
+            rows = await store.list_episodes(conn, project_id, status, decode_cursor(cursor), limit + 1)
+        rows, next_cursor = cut_page(rows, limit)
+        return EpisodePage(items=[episode_out(r) for r in rows], next_cursor=next_cursor)
+
+    @get("/{episode_id:uuid}", summary="Get an episode with its content and status")
+    async def get_episode(
+        self, project_id: uuid.UUID, episode_id: uuid.UUID, principal: Principal, resources: Resources
+    ) -> EpisodeOut:
+        await project_of(resources, principal, project_id)
+        async with resources.pool.connection() as conn:
+            row = await store.get_episode(conn, project_id, episode_id)
+        if row is None:
+            raise NotFoundException(f"No episode {episode_id}")
+        return episode_out(row, with_content=True)

@@ -1,0 +1,78 @@
+"""Server-Sent Events of episode status changes, resumable with Last-Event-ID."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from loguru import logger
+from redis.exceptions import RedisError
+
+from service.api.projects import project_of
+from service.auth.keys import Principal
+from service.lifespan import Resources
+from service.stores.events import last_event_id, read_events
+
+# Well under common proxy read timeouts (ingress-nginx defaults to 60 s).
+HEARTBEAT_SECONDS = 15
+RECONNECT_MILLISECONDS = 3000
+_STREAM_ID = re.compile(r"^\d+-\d+$")
+
+
+async def _status_stream(
+    resources: Resources, project_id: uuid.UUID, resume_after: str | None
+) -> AsyncIterator[ServerSentEventMessage]:
+    metrics = resources.metrics
+    metrics.sse_active.inc()
+    try:
+        # Resolve "from now" to a concrete id once, so nothing slips between two reads.
+        last = resume_after or await last_event_id(resources.redis, project_id)
+        yield ServerSentEventMessage(data=None, comment="connected", retry=RECONNECT_MILLISECONDS)
+        while True:
+            entries = await read_events(resources.redis, project_id, last, block_ms=HEARTBEAT_SECONDS * 1000)
+            if not entries:
+                yield ServerSentEventMessage(data=None, comment="heartbeat")
+                continue
+            for entry_id, data in entries:
+                last = entry_id
+                yield ServerSentEventMessage(id=entry_id, event="episode.status", data=data.decode())
+                metrics.sse_sent.inc()
+    except RedisError as exc:
+        metrics.sse_errors.inc()
+        logger.warning(
+            "event stream for {project} ended: {error}", project=project_id, error=type(exc).__name__
+        )
+    finally:
+        metrics.sse_active.dec()
+
+
+class EventController(Controller):
+    path = "/projects/{project_id:uuid}/events"
+    tags = ["events"]  # noqa: RUF012
+
+    @get(
+        "/",
+        summary="Server-Sent Events of episode status changes",
+        description="Each event has the stream id as `id`; reconnect with `Last-Event-ID` to resume without "
+        f"loss or repeats. A heartbeat comment is sent every {HEARTBEAT_SECONDS} s.",
+    )
+    async def stream_events(
+        self,
+        project_id: uuid.UUID,
+        principal: Principal,
+        resources: Resources,
+        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID", max_length=64)] = None,
+    ) -> ServerSentEvent:
+        await project_of(resources, principal, project_id)
+        resume = (
+            last_event_id_header if last_event_id_header and _STREAM_ID.match(last_event_id_header) else None
+        )
+        return ServerSentEvent(
+            _status_stream(resources, project_id, resume),
+            headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+        )

@@ -1,0 +1,61 @@
+"""Projects: every read is scoped to the caller's tenant (another tenant's project is a 404)."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, get, post
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
+
+from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
+from service.api.schemas import ProjectIn, ProjectOut, ProjectPage
+from service.auth.keys import Principal
+from service.lifespan import Resources
+from service.stores import tenancy
+from service.stores.tenancy import ProjectRow
+
+
+async def project_of(resources: Resources, principal: Principal, project_id: uuid.UUID) -> ProjectRow:
+    async with resources.pool.connection() as conn:
+        project = await tenancy.get_project(conn, principal.tenant_id, project_id)
+    if project is None:
+        raise NotFoundException(f"No project {project_id}")
+    return project
+
+
+def project_out(row: ProjectRow) -> ProjectOut:
+    return ProjectOut(id=row.id, name=row.name, description=row.description, created_at=row.created_at)
+
+
+class ProjectController(Controller):
+    path = "/projects"
+    tags = ["projects"]  # noqa: RUF012
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Create a project")
+    async def create_project(self, data: ProjectIn, principal: Principal, resources: Resources) -> ProjectOut:
+        async with resources.pool.connection() as conn:
+            row = await tenancy.create_project(conn, principal.tenant_id, data.name, data.description)
+        if row is None:
+            raise ClientException(f"A project named {data.name!r} exists", status_code=HTTP_409_CONFLICT)
+        return project_out(row)
+
+    @get("/", summary="List projects (cursor pagination)")
+    async def list_projects(
+        self,
+        principal: Principal,
+        resources: Resources,
+        cursor: str | None = None,
+        limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    ) -> ProjectPage:
+        async with resources.pool.connection() as conn:
+            rows = await tenancy.list_projects(conn, principal.tenant_id, decode_cursor(cursor), limit + 1)
+        rows, next_cursor = cut_page(rows, limit)
+        return ProjectPage(items=[project_out(r) for r in rows], next_cursor=next_cursor)
+
+    @get("/{project_id:uuid}", summary="Get a project")
+    async def get_project(
+        self, project_id: uuid.UUID, principal: Principal, resources: Resources
+    ) -> ProjectOut:
+        return project_out(await project_of(resources, principal, project_id))

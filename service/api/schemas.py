@@ -1,0 +1,108 @@
+"""Structs at the HTTP edge. Inputs reject unknown fields; outputs never carry secrets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
+Description = Annotated[str, Meta(max_length=2000)]
+Content = Annotated[str, Meta(min_length=1, max_length=100_000, pattern=r"\S")]
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=200)]
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
+Scope = Literal["admin"]
+
+MAX_BULK_EPISODES = 1000
+
+
+class TenantIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+
+
+class TenantOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class ApiKeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+    tenant_id: uuid.UUID | None = None  # admins only: issue a key for another tenant
+    scopes: list[Scope] = msgspec.field(default_factory=list)
+
+
+class ApiKeyOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(msgspec.Struct, frozen=True):
+    key: str  # the plaintext, shown this once
+    api_key: ApiKeyOut
+
+
+class ProjectIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+    description: Description = ""
+
+
+class ProjectOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    description: str
+    created_at: datetime
+
+
+class EpisodeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    content: Content
+    source: Literal["text", "message", "json"] = "text"
+    reference_time: AwareDatetime | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Repeating a client id returns the first episode instead of a duplicate (like Idempotency-Key).
+    client_id: IdempotencyKey | None = None
+
+
+class BulkEpisodesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    episodes: Annotated[list[EpisodeIn], Meta(min_length=1, max_length=MAX_BULK_EPISODES)]
+
+
+class EpisodeOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    status: str
+    source: str
+    reference_time: datetime | None
+    metadata: dict[str, Any]
+    client_id: str | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    content: str | None = None
+
+
+class BulkEpisodesOut(msgspec.Struct, frozen=True):
+    accepted: list[EpisodeOut]
+    duplicates: list[EpisodeOut]
+
+
+class Page(msgspec.Struct, frozen=True):
+    next_cursor: str | None
+
+
+class ProjectPage(Page, frozen=True):
+    items: list[ProjectOut]
+
+
+class EpisodePage(Page, frozen=True):
+    items: list[EpisodeOut]

@@ -1,0 +1,96 @@
+"""Processing a batch of episodes: claim, extract, write the graph, record the outcome.
+
+PostgreSQL holds the truth about every episode. A batch either completes, or raises so the
+job is retried, or (on its final attempt) marks its episodes failed with the reason; an
+episode whose text the extractor rejects fails on its own without holding up the others.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+from loguru import logger
+from neo4j import Driver
+from psycopg_pool import ConnectionPool
+
+from service.memory.extraction import ExtractionError, Extractor
+from service.stores import episode_status
+from service.stores.events import append_events, status_event
+from service.stores.graph_writes import GraphBatch, write_batch
+
+
+@dataclass(frozen=True, slots=True)
+class IngestDeps:
+    pool: ConnectionPool
+    graph: Driver
+    graph_database: str
+    redis: redis.Redis
+    extractor: Extractor
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    completed: list[uuid.UUID] = field(default_factory=list)
+    failed: dict[uuid.UUID, str] = field(default_factory=dict)
+    skipped: int = 0
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def ingest_batch(deps: IngestDeps, episode_ids: list[uuid.UUID], *, final_attempt: bool) -> IngestOutcome:
+    """Raises on a retryable failure unless this is the final attempt."""
+    outcome = IngestOutcome()
+    with deps.pool.connection() as conn:
+        claimed = episode_status.claim(conn, episode_ids)
+    outcome.skipped = len(episode_ids) - len(claimed)
+    if not claimed:
+        return outcome
+    project_of = {str(e.id): str(e.project_id) for e in claimed}
+    append_events(
+        deps.redis, ((project_of[str(e.id)], status_event(str(e.id), "processing")) for e in claimed)
+    )
+
+    batch = GraphBatch()
+    for episode in claimed:
+        try:
+            extraction = deps.extractor.extract(episode.content)
+        except ExtractionError as exc:
+            if exc.transient and not final_attempt:
+                raise
+            outcome.failed[episode.id] = f"extraction failed: {exc.reason}"
+            continue
+        batch.add(
+            str(episode.id),
+            str(episode.project_id),
+            episode.source,
+            episode.reference_time or episode.created_at,
+            episode.reference_time,
+            extraction,
+        )
+    try:
+        write_batch(deps.graph, deps.graph_database, batch)
+    except Exception as exc:
+        if not final_attempt:
+            raise
+        logger.error("giving up on {n} episodes: {reason}", n=len(batch.episodes), reason=_reason(exc))
+        for entry in batch.episodes:
+            outcome.failed[uuid.UUID(entry["id"])] = (
+                f"gave up after {claimed[0].attempts} attempts: {_reason(exc)}"
+            )
+    else:
+        outcome.completed = [uuid.UUID(entry["id"]) for entry in batch.episodes]
+
+    with deps.pool.connection() as conn, conn.transaction():
+        episode_status.complete(conn, outcome.completed)
+        episode_status.fail(conn, outcome.failed)
+    events = [(project_of[str(i)], status_event(str(i), "completed")) for i in outcome.completed]
+    events += [
+        (project_of[str(i)], status_event(str(i), "failed", reason)) for i, reason in outcome.failed.items()
+    ]
+    append_events(deps.redis, events)
+    return outcome

@@ -1,0 +1,38 @@
+"""RQ job functions: thin wrappers that call into service.memory with the worker's context."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from loguru import logger
+from rq import get_current_job
+
+from service.memory.ingest import ingest_batch
+from worker import context
+
+INGEST_TASK = "ingest_episodes"
+
+
+def ingest_episodes(episode_ids: list[str]) -> dict[str, int]:
+    ctx = context.current()
+    job = get_current_job()
+    final_attempt = job is None or not job.retries_left
+    started = time.perf_counter()
+    try:
+        outcome = ingest_batch(
+            ctx.ingest_deps, [uuid.UUID(i) for i in episode_ids], final_attempt=final_attempt
+        )
+    except Exception as exc:
+        ctx.metrics.jobs.labels(INGEST_TASK, "failed" if final_attempt else "retried").inc()
+        logger.warning(
+            "ingest of {n} episodes will be retried ({left} retries left): {error}",
+            n=len(episode_ids),
+            left=job.retries_left if job else 0,
+            error=type(exc).__name__,
+        )
+        raise
+    finally:
+        ctx.metrics.job_duration.labels(INGEST_TASK).observe(time.perf_counter() - started)
+    ctx.metrics.jobs.labels(INGEST_TASK, "failed" if outcome.failed else "succeeded").inc()
+    return {"completed": len(outcome.completed), "failed": len(outcome.failed), "skipped": outcome.skipped}
