@@ -6,9 +6,11 @@ The answer is validated with msgspec; entities are de-duplicated by name (case a
 ignored), facts whose endpoints are not among the entities are dropped, relation names are
 UPPER_SNAKE_CASE like the deterministic extractor's.
 
-Results are cached in Redis under `memstack:llm:<sha256(model, prompt version, text)>` for
-`LLM_CACHE_TTL` seconds when `LLM_CACHE_ENABLED`: a retried job or a re-sent episode does
-not pay for the model twice. A cache outage only costs the cache.
+Results are cached in Redis under `memstack:llm:<project id>:<sha256(model, prompt version,
+text)>` for `LLM_CACHE_TTL` seconds when `LLM_CACHE_ENABLED`: a retried job or a re-sent
+episode does not pay for the model twice. Entries are per project, so deleting a project can
+erase them (`erase_project_cache`) and one tenant cannot learn from a cache hit that another
+sent the same text. A cache outage only costs the cache.
 
 Failures never crash the worker; they raise `ExtractionError`:
 - transient (retried with backoff): timeouts (`LLM_TIMEOUT` bounds the whole exchange),
@@ -173,12 +175,13 @@ class LlmExtractor:
     def close(self) -> None:
         self._client.close()
 
-    def cache_key(self, text: str) -> str:
+    def cache_key(self, text: str, project_id: str = "") -> str:
         digest = hashlib.sha256("\0".join((self.model, PROMPT_VERSION, text)).encode("utf-8")).hexdigest()
-        return CACHE_PREFIX + digest
+        return f"{CACHE_PREFIX}{project_id}:{digest}" if project_id else CACHE_PREFIX + digest
 
-    def extract(self, text: str) -> Extraction:
-        key = self.cache_key(text)
+    def extract(self, text: str, *, project_id: str = "") -> Extraction:
+        """Entities and facts of `text`; pass `project_id` so the cache entry is erasable with the project."""
+        key = self.cache_key(text, project_id)
         cached = self._cache_get(key)
         if cached is not None:
             return cached
@@ -274,6 +277,22 @@ class LlmExtractor:
             self.cache.set(key, msgspec.json.encode(extraction), ex=self.cache_ttl)
         except redis.RedisError as exc:
             logger.warning("LLM cache unavailable ({error}); result not cached", error=type(exc).__name__)
+
+
+def erase_project_cache(client: redis.Redis, project_id: str, batch: int = 500) -> int:
+    """Delete a project's cached extractions (SCAN + UNLINK in batches); returns how many."""
+    if not project_id or "*" in project_id or "?" in project_id or "[" in project_id:
+        raise ValueError("a literal project id is required")
+    removed = 0
+    keys: list[bytes | str] = []
+    for key in client.scan_iter(match=f"{CACHE_PREFIX}{project_id}:*", count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            removed += int(client.unlink(*keys))
+            keys.clear()
+    if keys:
+        removed += int(client.unlink(*keys))
+    return removed
 
 
 def create_extractor(settings: Settings, cache: redis.Redis | None) -> LlmExtractor | None:

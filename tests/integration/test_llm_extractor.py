@@ -16,7 +16,13 @@ import pytest
 import redis
 
 from service.memory.extraction import ExtractedEntity, ExtractedFact, ExtractionError, Extractor
-from service.memory.llm_extractor import CACHE_PREFIX, LlmExtractor, create_extractor, parse_answer
+from service.memory.llm_extractor import (
+    CACHE_PREFIX,
+    LlmExtractor,
+    create_extractor,
+    erase_project_cache,
+    parse_answer,
+)
 from service.settings import Settings
 from service.stores.redis import create_sync_redis
 from tests.integration.conftest import free_port
@@ -247,6 +253,29 @@ def test_cache_hit_skips_the_model_and_sets_a_ttl(
     other.extract(text)
     assert fake_llm.hits("good") == before + 2
     cache.delete(key, other.cache_key(text))
+
+
+def test_cache_entries_are_per_project_and_erasable(
+    settings: Settings, fake_llm: FakeLlm, cache: redis.Redis
+) -> None:
+    llm = extractor(settings, fake_llm, "good", cache, llm_cache_enabled=True)
+    project, other = str(uuid.uuid4()), str(uuid.uuid4())
+    texts = [unique_text() for _ in range(3)]
+    before = fake_llm.hits("good")
+    for text in texts:
+        llm.extract(text, project_id=project)
+    llm.extract(texts[0], project_id=other)
+    assert fake_llm.hits("good") == before + 4  # no sharing across projects
+    llm.extract(texts[0], project_id=project)
+    assert fake_llm.hits("good") == before + 4
+    assert llm.cache_key(texts[0], project).startswith(f"{CACHE_PREFIX}{project}:")
+
+    assert erase_project_cache(cache, project, batch=2) == 3
+    assert not list(cache.scan_iter(match=f"{CACHE_PREFIX}{project}:*"))
+    assert cache.exists(llm.cache_key(texts[0], other)) == 1
+    assert erase_project_cache(cache, other) == 1
+    with pytest.raises(ValueError, match="literal"):
+        erase_project_cache(cache, "*")
 
 
 def test_cache_disabled_always_asks(settings: Settings, fake_llm: FakeLlm, cache: redis.Redis) -> None:
