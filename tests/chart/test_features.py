@@ -83,6 +83,8 @@ def test_existing_secrets_replace_chart_secret_keys(helm: str) -> None:
     job_refs = _secret_env(rendered.get("Job", f"{FULLNAME}-migrations"))
     assert set(job_refs) == {"NEO4J_PASSWORD", "POSTGRES_PASSWORD"}
     assert job_refs["POSTGRES_PASSWORD"]["name"] == "memstack-postgresql"
+    # ... so no empty hook Secret is rendered.
+    assert not rendered.has("Secret", f"{FULLNAME}-migrations")
 
 
 def test_existing_secret_custom_key(helm: str) -> None:
