@@ -216,7 +216,7 @@ EOF
     NEO4J_BOLT_HOST="$BOLT_HOST" NEO4J_BOLT_PORT="$BOLT_PORT" NEO4J_PASSWORD="$PASSWORD" \
     NEO4J_PAGECACHE_MB="$PAGECACHE_MB" \
         nohup setsid "$JAVA_BIN" \
-        -Xms256m -Xmx"$HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError \
+        -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError \
         -XX:-OmitStackTraceInFastThrow -XX:+DisableExplicitGC \
         -Djdk.nio.maxCachedBufferSize=1024 -Dio.netty.tryReflectionSetAccessible=true \
         -Dlog4j2.disable.jmx=true \

@@ -78,6 +78,9 @@ public final class LocalNeo4j {
                 .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(pageCacheMb))
                 .setConfig(GraphDatabaseSettings.memory_transaction_global_max_size,
                         ByteUnit.mebiBytes(txMemoryMb))
+                // Dev server: grow transaction logs as needed instead of
+                // preallocating 256 MiB per database (system + neo4j).
+                .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
                 // Dev server: no usage report sent home.
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
                 // Bolt waits 5 s + a 5 s netty quiet period on shutdown by
