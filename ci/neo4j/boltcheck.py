@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+from typing import Any
 
 MAGIC = b"\x60\x60\xb0\x17"
 # Propose Bolt 4.4 only: HELLO carries the credentials (5.1+ splits it into LOGON).
@@ -62,7 +63,7 @@ class Reader:
         self.pos += n
         return chunk
 
-    def unpack(self) -> object:  # noqa: C901 - a flat dispatch on the marker byte
+    def unpack(self) -> object:
         m = self.take(1)[0]
         hi = m & 0xF0
         if m < 0x80:
@@ -101,8 +102,8 @@ class Reader:
             return self._map(n)
         raise ValueError(f"unsupported PackStream marker 0x{m:02x}")
 
-    def _map(self, n: int) -> dict:
-        out = {}
+    def _map(self, n: int) -> dict[object, object]:
+        out: dict[object, object] = {}
         for _ in range(n):
             key = self.unpack()
             out[key] = self.unpack()
@@ -119,7 +120,7 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def recv_message(sock: socket.socket) -> tuple[int, list]:
+def recv_message(sock: socket.socket) -> tuple[int, list[Any]]:
     body = b""
     while True:
         (size,) = struct.unpack(">H", recv_exact(sock, 2))
@@ -128,7 +129,10 @@ def recv_message(sock: socket.socket) -> tuple[int, list]:
                 break
             continue  # NOOP keep-alive chunk
         body += recv_exact(sock, size)
-    sig, fields = Reader(body).unpack()  # type: ignore[misc]
+    value = Reader(body).unpack()
+    if not isinstance(value, tuple):
+        raise ValueError("response is not a Bolt message")
+    sig, fields = value
     return sig, fields
 
 
