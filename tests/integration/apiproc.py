@@ -19,7 +19,7 @@ def running_api(
 ) -> Iterator[RunningApi]:
     port, metrics_port = free_port(), free_port()
     log_path = log_dir / f"api-{port}.log"
-    env = local_environ(METRICS_PORT=str(metrics_port), LOG_FORMAT="json", **environ)
+    env = local_environ(**{"METRICS_PORT": str(metrics_port), "LOG_FORMAT": "json", **environ})
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--port", str(port), *extra_args]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
