@@ -172,7 +172,8 @@ LOG_FORMAT: {{ $c.logFormat | quote }}
     secretKeyRef:
       name: {{ ternary (default $s.secret $secretName) $s.secret $s.own }}
       key: {{ $s.key }}
-      {{- if or (eq $key "REDIS_PASSWORD") (eq $key "LLM_API_KEY") }}
+      {{- if and $s.own (or (eq $key "REDIS_PASSWORD") (eq $key "LLM_API_KEY")) }}
+      {{- /* may be absent from an ExternalSecret-filled Secret (no Redis AUTH, no LLM) */}}
       optional: true
       {{- end }}
 {{- end }}

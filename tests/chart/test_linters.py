@@ -103,8 +103,8 @@ def test_yamllint_rendered_output(helm: str, env: str, tmp_path: Path) -> None:
     path = tmp_path / "rendered.yaml"
     path.write_text(render(helm, env).text, encoding="utf-8")
     config = (
-        "{extends: default, rules: {line-length: disable, document-start: disable, empty-lines: disable,"
-        " indentation: {indent-sequences: whatever}, trailing-spaces: disable}}"
+        "{extends: default, rules: {line-length: disable, document-start: disable,"
+        " empty-lines: {max-end: 1}, indentation: {indent-sequences: whatever}}}"
     )
     proc = subprocess.run(
         [tool("yamllint"), "-d", config, str(path)], capture_output=True, text=True, timeout=60, check=False
