@@ -37,6 +37,11 @@ def documentation_ip() -> str:
     return str(ipaddress.IPv6Address(b"\x20\x01\x0d\xb8" + uuid.uuid4().bytes[:12]))
 
 
+def loopback_ip() -> str:
+    """A random address in 127.0.0.0/8 other than 127.0.0.1 (all of it is loopback on Linux)."""
+    return str(ipaddress.IPv4Address(b"\x7f" + uuid.uuid4().bytes[:2] + b"\x02"))
+
+
 def new_token() -> str:
     return f"msk_test_{uuid.uuid4().hex}"
 
@@ -146,11 +151,12 @@ def test_client_ip_from_forwarded_for_only_behind_trusted_proxies(
             RATE_LIMIT_PER_MINUTE="3",
             TRUSTED_PROXIES=trusted,
         ) as api,
-        httpx.Client(base_url=api.base_url, timeout=10) as http,
+        # a fresh loopback source address: the peer's own bucket is never shared with other tests
+        httpx.Client(
+            base_url=api.base_url, timeout=10, transport=httpx.HTTPTransport(local_address=loopback_ip())
+        ) as http,
     ):
-        first, second = (
-            str(ipaddress.IPv6Address(b"\x20\x01\x0d\xb8" + uuid.uuid4().bytes[:12])) for _ in "ab"
-        )
+        first, second = documentation_ip(), documentation_ip()
         statuses = [http.post(ECHO_PATH, headers={"X-Forwarded-For": first}).status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
         status = http.post(ECHO_PATH, headers={"X-Forwarded-For": f"{second}, 127.0.0.1"}).status_code
