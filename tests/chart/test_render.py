@@ -75,3 +75,32 @@ def test_helm3_and_helm4_render_the_same_objects(env: str) -> None:
         return [yaml.safe_load(_without_generated_key(yaml.safe_dump(doc))) for doc in render(helm, env).docs]
 
     assert normalized("helm3") == normalized("helm4")
+
+
+def test_notes_render(env: str) -> None:
+    # NOTES.txt is skipped by `helm template`; Helm 4's client-side dry run renders it offline.
+    proc = subprocess.run(
+        [
+            tool("helm4"),
+            "install",
+            "rel",
+            str(CHART),
+            "--dry-run=client",
+            "-n",
+            "memstack",
+            *values_args(env),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "maxmemory-policy noeviction" in notes
+    assert "helm test rel -n memstack" in notes
+    assert "helm rollback rel" in notes
+    if env in {"staging", "prod"}:
+        assert 'from the existing Secret "memstack-bootstrap"' in notes
+    else:
+        assert "bootstrapApiKey.existingSecret instead" in notes
