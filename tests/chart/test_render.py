@@ -100,6 +100,8 @@ def test_notes_render(env: str) -> None:
     assert "maxmemory-policy noeviction" in notes
     assert "helm test rel -n memstack" in notes
     assert "helm rollback rel" in notes
+    # Empty database passwords without an existing Secret are called out.
+    assert ("WARNING: postgresql.password is empty" in notes) is (env == "default")
     if env in {"staging", "prod"}:
         assert 'from the existing Secret "memstack-bootstrap"' in notes
     else:
