@@ -550,3 +550,14 @@ def test_environment_files_only_override_known_keys(env: str) -> None:
         return [path] if over == base else []
 
     assert same(overrides, defaults, "") == []
+
+
+def test_anti_affinity_modes(helm: str) -> None:
+    hard = pod_spec(render(helm, sets={"api.podAntiAffinity": "hard"}).get("Deployment", API))
+    required = hard["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert required["topologyKey"] == "kubernetes.io/hostname"
+    assert required["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    none = pod_spec(render(helm, sets={"worker.podAntiAffinity": "none"}).get("Deployment", WORKER))
+    assert "affinity" not in none
+    custom = render(helm, sets={"api.affinity.nodeAffinity.x": "y"}).get("Deployment", API)
+    assert pod_spec(custom)["affinity"] == {"nodeAffinity": {"x": "y"}}
