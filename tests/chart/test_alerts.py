@@ -25,7 +25,7 @@ ALERTS = {
 }
 API_JOB = f'job="{FULLNAME}-api",namespace="{NAMESPACE}"'
 WORKER_JOB = f'job="{FULLNAME}-worker",namespace="{NAMESPACE}"'
-SSE_ROUTE = "/api/v1/projects/{project_id:uuid}/events"
+SSE_ROUTE = "/api/v1/projects/{project_id}/events"
 
 
 def _rules(helm: str = "helm4", env: str = "default", sets: dict[str, str] | None = None) -> dict[str, Any]:
