@@ -31,6 +31,8 @@ done
 log "lint"
 make --no-print-directory lint
 
+bash ci/install-chromium.sh
+
 log "unit and integration tests"
 .venv/bin/memstack migrate
 .venv/bin/pytest tests/unit tests/integration

@@ -9,14 +9,15 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from service.api.auth import provide_principal
+from service.api.docs import openapi_config
 from service.api.episodes import EpisodeController
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.events import EventController
 from service.api.health import HealthController
 from service.api.projects import ProjectController
+from service.api.ratelimit import rate_limit_middleware
 from service.api.tenants import ApiKeyController, TenantController
 from service.lifespan import Resources, lifespan_for
 from service.observability.http import ObservedApp
@@ -45,6 +46,7 @@ def api_router() -> Router:
             EventController,
         ],
         dependencies={"principal": Provide(provide_principal)},
+        security=[{"BearerAuth": []}],
     )
 
 
@@ -59,7 +61,8 @@ def build_litestar(settings: Settings, metrics: ApiMetrics) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         cors_config=cors,
         request_max_body_size=settings.api_max_body_bytes,
-        openapi_config=OpenAPIConfig(title="MemStack API", version=API_VERSION, path="/schema"),
+        openapi_config=openapi_config(API_VERSION),
+        middleware=[rate_limit_middleware(settings)],
         logging_config=None,
     )
 

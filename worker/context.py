@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 from service.memory.extraction import Extractor
 from service.memory.extractor import DeterministicExtractor
 from service.memory.ingest import IngestDeps
+from service.memory.llm_extractor import create_extractor
 from service.settings import Settings
 from worker.metrics import WorkerMetrics
 
@@ -39,7 +40,8 @@ class WorkerContext:
 
 
 def build_extractor(settings: Settings, connection: redis.Redis) -> Extractor:
-    return DeterministicExtractor()
+    llm = create_extractor(settings, connection if settings.llm_cache_enabled else None)
+    return llm if llm is not None else DeterministicExtractor()
 
 
 def open_context(settings: Settings, connection: redis.Redis, metrics: WorkerMetrics) -> WorkerContext:

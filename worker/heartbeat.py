@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from loguru import logger
 from prometheus_client import Gauge
 
 
 class Heartbeat:
-    def __init__(self, path: Path, gauge: Gauge, stall_after: float, interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        gauge: Gauge,
+        stall_after: float,
+        interval: float = 5.0,
+        on_beat: Callable[[], object] | None = None,
+    ) -> None:
         self._path = path
+        self._on_beat = on_beat
         self._stall_after = stall_after
         self._last_progress = time.monotonic()
         self._gauge = gauge
@@ -36,6 +46,11 @@ class Heartbeat:
             return
         self._path.touch()
         self._gauge.set(time.time())
+        if self._on_beat is not None:
+            try:
+                self._on_beat()
+            except Exception as exc:  # Redis may be briefly away; the next beat tries again
+                logger.warning("heartbeat could not reach Redis: {error}", error=type(exc).__name__)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -13,7 +13,7 @@ from service.cli import DEFAULT_HEARTBEAT_FILE
 from service.observability.logging import configure_logging
 from service.observability.metrics import MetricsServer, disable_created_series
 from service.settings import Settings, SettingsError, load_settings
-from service.stores.queue import IngestQueue
+from service.stores.queue import WORKER_ALIVE_TTL_SECONDS, IngestQueue, worker_alive_key
 from service.stores.redis import QUEUE_NAME, create_sync_redis
 from worker import context
 from worker.heartbeat import Heartbeat
@@ -61,15 +61,19 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     server = MetricsServer(metrics.registry, settings.metrics_port)
     if settings.enable_metrics:
         server.start()
-    pulse = Heartbeat(
-        DEFAULT_HEARTBEAT_FILE, metrics.heartbeat, stall_after=settings.job_timeout_seconds + 60
-    )
     queue = Queue(QUEUE_NAME, connection=connection, default_timeout=settings.job_timeout_seconds)
     worker = MemStackWorker(
         [queue],
         connection=connection,
         worker_ttl=WORKER_TTL_SECONDS,
         maintenance_interval=MAINTENANCE_INTERVAL_SECONDS,
+    )
+    alive_key = worker_alive_key(worker.name)
+    pulse = Heartbeat(
+        DEFAULT_HEARTBEAT_FILE,
+        metrics.heartbeat,
+        stall_after=settings.job_timeout_seconds + 60,
+        on_beat=lambda: connection.set(alive_key, 1, ex=WORKER_ALIVE_TTL_SECONDS),
     )
     worker.pulse = pulse
     worker.memstack_metrics = metrics

@@ -19,22 +19,20 @@ from service.stores.queue import IngestQueue
 from worker.context import WorkerContext
 
 RECONCILE_INTERVAL = 30.0
-QUEUED_GRACE_SECONDS = 60.0
+# Untouched this long, an unfinished episode has its job checked; a job still alive is left be.
+STALE_AFTER_SECONDS = 30.0
 BATCH = 500
 _LOCK_ID = 0x6D656D72  # "memr"
 
 
 def reconcile_once(ctx: WorkerContext, queue: IngestQueue) -> tuple[int, int]:
     """Returns (requeued, failed)."""
-    settings = ctx.settings
-    max_attempts = settings.job_max_retries + 1
+    max_attempts = ctx.settings.job_max_retries + 1
     with ctx.pool.connection() as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:  # type: ignore[index]
             return 0, 0
         try:
-            stuck = episode_status.find_stuck(
-                conn, QUEUED_GRACE_SECONDS, settings.job_timeout_seconds + 90.0, limit=5 * BATCH
-            )
+            stuck = episode_status.find_stuck(conn, STALE_AFTER_SECONDS, STALE_AFTER_SECONDS, limit=5 * BATCH)
             alive = queue.job_alive(sorted({e.job_id for e in stuck if e.job_id}))
             orphans = [e for e in stuck if not (e.job_id and alive.get(e.job_id))]
             exhausted = {

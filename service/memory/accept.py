@@ -16,7 +16,6 @@ from redis.exceptions import RedisError
 from service.lifespan import Resources
 from service.stores import episodes as store
 from service.stores.episodes import EpisodeRow, NewEpisode
-from service.stores.events import append_events_async, status_event
 
 RETRY_AFTER_SECONDS = 5
 
@@ -28,15 +27,6 @@ class QueueUnavailable(HTTPException):
 def _refuse(resources: Resources, reason: str, detail: str, count: int) -> QueueUnavailable:
     resources.metrics.episodes_rejected.labels(reason).inc(count)
     return QueueUnavailable(detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-
-async def _announce(resources: Resources, project_id: uuid.UUID, rows: list[EpisodeRow]) -> None:
-    try:
-        await append_events_async(
-            resources.redis, ((str(project_id), status_event(str(r.id), "queued")) for r in rows)
-        )
-    except RedisError as exc:  # the episodes are safely queued; only the notification is lost
-        logger.warning("could not publish queued events: {error}", error=type(exc).__name__)
 
 
 async def accept_episodes(
@@ -57,7 +47,7 @@ async def accept_episodes(
         if inserted:
             ids = [row.id for row in inserted]
             try:
-                job_id = await resources.queue.enqueue(ids)
+                job_id = await resources.queue.enqueue(project_id, ids)
             except RedisError as exc:
                 await store.delete_unaccepted(conn, ids)
                 logger.warning("could not queue {n} episodes: {error}", n=len(ids), error=type(exc).__name__)
@@ -65,7 +55,5 @@ async def accept_episodes(
                     resources, "queue_unavailable", "The queue is unavailable; retry later", len(ids)
                 ) from None
             await store.set_job(conn, ids, job_id)
-    if inserted:
-        await _announce(resources, project_id, inserted)
     resources.metrics.episodes_accepted.inc(len(inserted))
     return inserted, duplicates

@@ -39,4 +39,6 @@ class ExtractionError(Exception):
 class Extractor(Protocol):
     name: str
 
-    def extract(self, text: str) -> Extraction: ...
+    def extract(self, text: str, *, project_id: str = "") -> Extraction:
+        """`project_id` scopes anything the extractor keeps (the LLM cache) to the project."""
+        ...

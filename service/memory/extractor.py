@@ -185,7 +185,7 @@ def _relation(between: str) -> str | None:
 class DeterministicExtractor:
     name = "deterministic"
 
-    def extract(self, text: str) -> Extraction:
+    def extract(self, text: str, *, project_id: str = "") -> Extraction:
         sentences = [s.strip() for s in _SENTENCE_SPLIT.split(text) if s.strip()]
         known = _mid_sentence_capitalised(sentences)
         entities: dict[str, ExtractedEntity] = {}

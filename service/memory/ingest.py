@@ -58,7 +58,7 @@ def ingest_batch(deps: IngestDeps, episode_ids: list[uuid.UUID], *, final_attemp
     batch = GraphBatch()
     for episode in claimed:
         try:
-            extraction = deps.extractor.extract(episode.content)
+            extraction = deps.extractor.extract(episode.content, project_id=str(episode.project_id))
         except ExtractionError as exc:
             if exc.transient and not final_attempt:
                 raise

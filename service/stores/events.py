@@ -10,6 +10,7 @@ from typing import cast
 import msgspec
 import redis
 import redis.asyncio as aioredis
+from redis.client import Pipeline
 
 # Enough history for a client to reconnect after a blip; older entries are trimmed.
 STREAM_MAX_LEN = 10_000
@@ -26,35 +27,25 @@ class EpisodeEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     error: str | None = None
 
 
+def add_events(pipe: Pipeline, events: Iterable[tuple[str, EpisodeEvent]]) -> int:
+    """Queue XADDs of (project_id, event) pairs on a pipeline; returns how many."""
+    count = 0
+    for project_id, event in events:
+        pipe.xadd(
+            stream_key(project_id),
+            {"data": msgspec.json.encode(event)},
+            maxlen=STREAM_MAX_LEN,
+            approximate=True,
+        )
+        count += 1
+    return count
+
+
 def append_events(connection: redis.Redis, events: Iterable[tuple[str, EpisodeEvent]]) -> None:
     """Append (project_id, event) pairs in one pipeline round trip."""
     pipe = connection.pipeline(transaction=False)
-    count = 0
-    for project_id, event in events:
-        pipe.xadd(
-            stream_key(project_id),
-            {"data": msgspec.json.encode(event)},
-            maxlen=STREAM_MAX_LEN,
-            approximate=True,
-        )
-        count += 1
-    if count:
+    if add_events(pipe, events):
         pipe.execute()
-
-
-async def append_events_async(connection: aioredis.Redis, events: Iterable[tuple[str, EpisodeEvent]]) -> None:
-    pipe = connection.pipeline(transaction=False)
-    count = 0
-    for project_id, event in events:
-        pipe.xadd(
-            stream_key(project_id),
-            {"data": msgspec.json.encode(event)},
-            maxlen=STREAM_MAX_LEN,
-            approximate=True,
-        )
-        count += 1
-    if count:
-        await pipe.execute()
 
 
 def status_event(episode_id: str, status: str, error: str | None = None) -> EpisodeEvent:

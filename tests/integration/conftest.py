@@ -74,8 +74,14 @@ def settings() -> Settings:
 def running_api(log_path: Path, **overrides: str) -> Iterator[RunningApi]:
     """The real API under uvicorn, on free ports, with the given settings overridden."""
     port, metrics_port = free_port(), free_port()
-    environ = local_environ(METRICS_PORT=str(metrics_port), LOG_FORMAT="json", **overrides)
-    command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)]
+    # Tests share one key, so the per-key limit is off unless a test turns it on.
+    environ = local_environ(
+        **{"METRICS_PORT": str(metrics_port), "LOG_FORMAT": "json", "RATE_LIMIT_PER_MINUTE": "0", **overrides}
+    )
+    command = [
+        *(sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"),
+        *("--port", str(port), "--no-proxy-headers"),
+    ]
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(command, env=environ, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
     running = RunningApi(

@@ -124,10 +124,10 @@ def project_graph(
 def graph_counts(settings: Settings, project_id: str) -> dict[str, int]:
     rows = graph_query(
         settings,
-        "CALL { MATCH (e:Entity {project_id: $p}) RETURN count(e) AS entities }"
-        " CALL { MATCH (ep:Episode {project_id: $p}) RETURN count(ep) AS episodes }"
-        " CALL { MATCH ()-[r:RELATES_TO {project_id: $p}]->() RETURN count(r) AS facts }"
-        " CALL { MATCH (:Episode {project_id: $p})-[m:MENTIONS]->() RETURN count(m) AS mentions }"
+        "CALL () { MATCH (e:Entity {project_id: $p}) RETURN count(e) AS entities }"
+        " CALL () { MATCH (ep:Episode {project_id: $p}) RETURN count(ep) AS episodes }"
+        " CALL () { MATCH ()-[r:RELATES_TO {project_id: $p}]->() RETURN count(r) AS facts }"
+        " CALL () { MATCH (:Episode {project_id: $p})-[m:MENTIONS]->() RETURN count(m) AS mentions }"
         " RETURN entities, episodes, facts, mentions",
         p=project_id,
     )

@@ -9,15 +9,24 @@ import httpx
 from tests.integration.conftest import RunningApi
 
 
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """The value of one sample, matched on the given labels (order-insensitive)."""
+def find_sample(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of one sample, matched on the given labels (order-insensitive); None if absent."""
     for line in metrics.splitlines():
+        if line.startswith(name + " ") and not labels:
+            return float(line.rsplit(" ", 1)[1])
         if not line.startswith(name + "{"):
             continue
         found = dict(re.findall(r'(\w+)="([^"]*)"', line[line.index("{") : line.rindex("}")]))
         if all(found.get(k) == v for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return None
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    value = find_sample(metrics, name, **labels)
+    if value is None:
+        raise KeyError(f"no sample {name}{labels}")
+    return value
 
 
 def test_requests_are_counted_by_route_template_and_status(api: RunningApi) -> None:
@@ -28,8 +37,8 @@ def test_requests_are_counted_by_route_template_and_status(api: RunningApi) -> N
     after = httpx.get(api.metrics_url).text
 
     def delta(**labels: str) -> float:
-        return sample(after, "http_requests_total", **labels) - sample(
-            before, "http_requests_total", **labels
+        return sample(after, "http_requests_total", **labels) - (
+            find_sample(before, "http_requests_total", **labels) or 0.0
         )
 
     assert delta(method="GET", route="/health", status="200") == 1

@@ -21,6 +21,7 @@ from tests.integration.pipeline_helpers import (
     project_graph,
     running_worker,
 )
+from tests.integration.test_metrics import sample
 
 KNOWN_TEXT = 'Alice Smith works at Acme Corp in Berlin. Yesterday Alice met Bob Jones at the "Quantum Lab".'
 KNOWN_ENTITIES = {
@@ -239,11 +240,22 @@ def test_neo4j_outage_retries_and_loses_nothing(
     server_ctl("neo4j", "stop")
     try:
         ids = [client.post_episode(project, text).json()["id"] for text in texts]
-        time.sleep(3)
+        # Longer than the driver's own transaction retries (15 s), so whole jobs fail and retry.
+        time.sleep(20)
         assert set(client.statuses(project).values()) <= {"queued", "processing"}
     finally:
         server_ctl("neo4j", "start")
     statuses = client.wait_all(project, "completed", 5, timeout=180)
     assert set(statuses) == set(ids)
     assert graph_counts(settings, project) == {"entities": 2, "episodes": 5, "facts": 1, "mentions": 10}
-    assert "retried" in httpx.get(worker.metrics_url).text
+    assert (
+        sample(
+            httpx.get(worker.metrics_url).text,
+            "memstack_jobs_total",
+            task="ingest_episodes",
+            status="retried",
+        )
+        >= 1
+    )
+    episodes = [client.http.get(f"/api/v1/projects/{project}/episodes/{i}").json() for i in ids]
+    assert max(e["attempts"] for e in episodes) >= 2

@@ -1,0 +1,183 @@
+"""The worker under stress: a full queue, SIGTERM mid-job, SIGKILL mid-job, its own metrics.
+
+Each test uses a Redis database of its own, so its queue is not drained by other workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from service.settings import Settings
+from tests.integration.conftest import REPO, RunningApi, free_port, local_environ, running_api
+from tests.integration.pipeline_helpers import Client, graph_counts, running_worker
+from tests.integration.test_metrics import sample
+
+
+@pytest.fixture
+def isolated_db(settings: Settings, request: pytest.FixtureRequest) -> Iterator[str]:
+    db = str(request.param)
+    connection = redis.Redis(
+        host=settings.redis_host, port=settings.redis_port, password=settings.redis_password, db=int(db)
+    )
+    connection.flushdb()
+    yield db
+    connection.flushdb()
+    connection.close()
+
+
+def texts(count: int, tag: str) -> list[str]:
+    return [
+        f"{tag} {n}: Person{n % 97} Smith met Agent{n % 13} Brown at Site{n % 7} Labs." for n in range(count)
+    ]
+
+
+def processing_count(conn: psycopg.Connection, project_id: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM episodes WHERE project_id = %s AND status = 'processing'", (project_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def post_bulk(client: Client, project: str, contents: list[str], batch: int = 500) -> list[str]:
+    ids: list[str] = []
+    for start in range(0, len(contents), batch):
+        items = [{"content": c} for c in contents[start : start + batch]]
+        response = client.http.post(f"/api/v1/projects/{project}/episodes/bulk", json={"episodes": items})
+        assert response.status_code == 202, response.text
+        ids += [e["id"] for e in response.json()["accepted"]]
+    return ids
+
+
+@pytest.mark.parametrize("isolated_db", [3], indirect=True)
+def test_full_queue_answers_503_with_retry_after(
+    isolated_db: str, tmp_path: Path, settings: Settings
+) -> None:
+    with running_api(tmp_path / "api.log", REDIS_DB=isolated_db, QUEUE_MAX_SIZE="2") as api:
+        client = Client(api.base_url, settings.memstack_bootstrap_api_key)
+        project = client.create_project()
+        assert client.post_episode(project, "Olga met Pete.").status_code == 202
+        assert client.post_episode(project, "Quinn met Rita.").status_code == 202
+        refused = client.post_episode(project, "Sam met Tess.")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "queue is full" in refused.json()["detail"]
+        assert len(client.statuses(project)) == 2  # nothing accepted that could not be held
+        metrics = httpx.get(api.metrics_url).text
+        assert sample(metrics, "memstack_episodes_rejected_total", reason="queue_full") == 1
+        assert sample(metrics, "http_requests_total", method="POST", status="503") == 1
+
+
+@pytest.mark.parametrize("isolated_db", [4], indirect=True)
+def test_sigkill_mid_job_loses_and_duplicates_nothing(
+    isolated_db: str, tmp_path: Path, settings: Settings
+) -> None:
+    with running_api(tmp_path / "api.log", REDIS_DB=isolated_db) as api:
+        client = Client(api.base_url, settings.memstack_bootstrap_api_key)
+        reference, victim = client.create_project(), client.create_project()
+        with running_worker(tmp_path / "worker.log", REDIS_DB=isolated_db):
+            post_bulk(client, reference, texts(1500, "Ref"))
+            client.wait_all(reference, "completed", 1500, timeout=180)
+        expected = graph_counts(settings, reference)
+
+        ids = post_bulk(client, victim, texts(1500, "Ref"))
+        environ = local_environ(REDIS_DB=isolated_db, LOG_FORMAT="text", METRICS_PORT=str(free_port()))
+        with (tmp_path / "victim.log").open("ab") as log:
+            victim_worker = subprocess.Popen(
+                [sys.executable, "-m", "worker"],
+                env=environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+        with psycopg.connect(settings.postgres_conninfo, autocommit=True) as conn:
+            deadline = time.monotonic() + 120
+            while processing_count(conn, victim) == 0:
+                assert victim_worker.poll() is None, (tmp_path / "victim.log").read_text()
+                assert time.monotonic() < deadline, "the worker never started a job"
+                time.sleep(0.005)
+            os.killpg(victim_worker.pid, signal.SIGKILL)  # like a node failure: the whole pod at once
+            victim_worker.wait(10)
+            time.sleep(1)
+            interrupted = processing_count(conn, victim)
+        assert interrupted > 0, "the kill came after the job had finished"
+
+        with running_worker(tmp_path / "worker2.log", REDIS_DB=isolated_db):
+            statuses = client.wait_all(victim, "completed", len(ids), timeout=300)
+        assert set(statuses) == set(ids)
+        with psycopg.connect(settings.postgres_conninfo) as conn:
+            rows = conn.execute(
+                "SELECT status, count(*), max(attempts) FROM episodes WHERE project_id = %s GROUP BY status",
+                (victim,),
+            ).fetchall()
+        assert [(status, count) for status, count, _ in rows] == [("completed", len(ids))]
+        assert rows[0][2] == 2  # the interrupted episodes were taken up again, once
+        assert graph_counts(settings, victim) == expected
+
+
+@pytest.mark.parametrize("isolated_db", [5], indirect=True)
+def test_sigterm_finishes_the_job_in_hand(isolated_db: str, tmp_path: Path, settings: Settings) -> None:
+    with running_api(tmp_path / "api.log", REDIS_DB=isolated_db) as api:
+        client = Client(api.base_url, settings.memstack_bootstrap_api_key)
+        project = client.create_project()
+        ids = post_bulk(client, project, texts(3000, "Term"), batch=1000)
+        with running_worker(tmp_path / "worker.log", REDIS_DB=isolated_db) as worker:
+            deadline = time.monotonic() + 60
+            while "processing" not in client.statuses(project).values():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            worker.process.send_signal(signal.SIGTERM)
+            assert worker.process.wait(timeout=120) == 0
+            assert "warm shut down requested" in worker.log()
+        statuses = client.statuses(project)
+        assert "processing" not in statuses.values()  # the job in hand was finished, not abandoned
+        assert list(statuses.values()).count("completed") >= 1000
+        with running_worker(tmp_path / "worker2.log", REDIS_DB=isolated_db):
+            client.wait_all(project, "completed", len(ids), timeout=180)
+
+
+@pytest.mark.parametrize("isolated_db", [6], indirect=True)
+def test_worker_metrics_and_heartbeat(
+    isolated_db: str, tmp_path: Path, settings: Settings, api: RunningApi
+) -> None:
+    with running_api(tmp_path / "api.log", REDIS_DB=isolated_db) as own_api:
+        client = Client(own_api.base_url, settings.memstack_bootstrap_api_key)
+        project = client.create_project()
+        post_bulk(client, project, texts(20, "Metric"), batch=10)
+        with running_worker(tmp_path / "worker.log", REDIS_DB=isolated_db) as worker:
+            client.wait_all(project, "completed", 20)
+            text = httpx.get(worker.metrics_url).text
+            assert sample(text, "memstack_jobs_total", task="ingest_episodes", status="succeeded") == 2
+            assert sample(text, "memstack_job_duration_seconds_count", task="ingest_episodes") == 2
+            assert sample(text, "memstack_queue_size", queue="memstack:ingest") == 0
+            assert sample(text, "memstack_queue_max_size", queue="memstack:ingest") == settings.queue_max_size
+            assert sample(text, "memstack_worker_busy") == 0
+            assert time.time() - sample(text, "memstack_worker_last_heartbeat_timestamp_seconds") < 30
+            probe = subprocess.run(
+                [sys.executable, "-m", "service.cli", "healthcheck", "--max-age", "30"],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=REPO,
+            )
+            assert probe.returncode == 0, probe.stderr
+        stale = subprocess.run(
+            [sys.executable, "-m", "service.cli", "healthcheck", "--max-age", "30"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+        )
+        assert stale.returncode == 1  # the heartbeat file is removed on a clean stop
