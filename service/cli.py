@@ -1,4 +1,4 @@
-"""The `memstack` command: serve, worker, migrate, healthcheck."""
+"""The `memstack` command: serve, worker, migrate, healthcheck, keys, ingest."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from service.cli_ingest import add_ingest_parser
+from service.cli_keys import add_keys_parser
 from service.settings import Settings, SettingsError, load_settings
 
 DEFAULT_HEARTBEAT_FILE = Path("/tmp/memstack-worker.heartbeat")  # noqa: S108 (the pod's emptyDir)
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--file", type=Path, default=DEFAULT_HEARTBEAT_FILE)
     health.add_argument("--max-age", type=float, default=90.0, help="seconds")
     health.set_defaults(handler=cmd_healthcheck, needs_settings=False)
+    add_keys_parser(sub)
+    add_ingest_parser(sub)
     return parser
 
 
