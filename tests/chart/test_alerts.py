@@ -80,6 +80,11 @@ def test_expressions_avoid_the_upstream_mistakes() -> None:
     latency = rules["MemStackApiHighLatencyP99"]["expr"]
     assert "sum by (namespace, job, le)" in latency
     assert f'route!="{SSE_ROUTE}"' in latency
+    # Probes are not users: neither their latency nor their 503s during an outage count.
+    errors = rules["MemStackApiHighErrorRate"]["expr"]
+    for probe in ("/health", "/ready"):
+        assert f'route!="{probe}"' in latency
+        assert errors.count(f'route!="{probe}"') == 2
     assert "/\n" in rules["MemStackApiHighErrorRate"]["expr"]  # a ratio, not an absolute rate
     memory = rules["MemStackHighMemoryUsage"]["expr"]
     assert "container_memory_working_set_bytes" in memory
