@@ -1,4 +1,4 @@
-"""Writing extractions into Neo4j: three UNWIND statements in one transaction.
+"""Writing extractions into Neo4j: four UNWIND statements in one transaction.
 
 MERGE on deterministic keys (episode id, entity uid, fact uid) makes a retried or repeated
 write a no-op, and every node and relationship carries its project_id.
@@ -22,24 +22,27 @@ MERGE (ep:Episode {id: e.id})
   ON CREATE SET ep.project_id = e.project_id, ep.source = e.source,
                 ep.reference_time = e.reference_time, ep.created_at = datetime()
 """
+_ENTITIES: LiteralString = """
+UNWIND $entities AS n
+MERGE (e:Entity {uid: n.uid})
+  ON CREATE SET e.project_id = n.project_id, e.key = n.key, e.name = n.name, e.type = n.type,
+                e.summary = n.summary, e.created_at = datetime()
+"""
 _MENTIONS: LiteralString = """
 UNWIND $mentions AS m
-MERGE (n:Entity {uid: m.uid})
-  ON CREATE SET n.project_id = m.project_id, n.key = m.key, n.name = m.name, n.type = m.type,
-                n.summary = m.summary, n.created_at = datetime()
-WITH n, m
 MATCH (ep:Episode {id: m.episode_id})
-MERGE (ep)-[:MENTIONS]->(n)
+MATCH (e:Entity {uid: m.uid})
+MERGE (ep)-[:MENTIONS]->(e)
 """
 _FACTS: LiteralString = """
 UNWIND $facts AS f
-MATCH (a:Entity {uid: f.source_uid}), (b:Entity {uid: f.target_uid})
+MATCH (a:Entity {uid: f.source_uid})
+MATCH (b:Entity {uid: f.target_uid})
 MERGE (a)-[r:RELATES_TO {uid: f.uid}]->(b)
   ON CREATE SET r.project_id = f.project_id, r.name = f.name, r.fact = f.fact,
-                r.valid_at = f.valid_at, r.invalid_at = null, r.episodes = [f.episode_id],
+                r.valid_at = f.valid_at, r.invalid_at = null, r.episodes = f.episodes,
                 r.created_at = datetime()
-  ON MATCH SET r.episodes = CASE WHEN f.episode_id IN r.episodes THEN r.episodes
-                                 ELSE r.episodes + f.episode_id END
+  ON MATCH SET r.episodes = r.episodes + [id IN f.episodes WHERE NOT id IN r.episodes]
 """
 
 
@@ -54,11 +57,16 @@ def fact_uid(project_id: str, source: str, relation: str, target: str) -> str:
 
 @dataclass(slots=True)
 class GraphBatch:
-    """Parameters for one write, accumulated episode by episode."""
+    """Parameters for one write, accumulated episode by episode.
+
+    Entities and facts are merged once per batch however many episodes mention them, which
+    matters: a batch of episodes about one project names the same entities again and again.
+    """
 
     episodes: list[dict[str, Any]] = field(default_factory=list)
-    mentions: list[dict[str, Any]] = field(default_factory=list)
-    facts: list[dict[str, Any]] = field(default_factory=list)
+    entities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mentions: list[dict[str, str]] = field(default_factory=list)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(
         self,
@@ -73,30 +81,36 @@ class GraphBatch:
             {"id": episode_id, "project_id": project_id, "source": source, "reference_time": reference_time}
         )
         for entity in extraction.entities:
-            self.mentions.append(
+            uid = entity_uid(project_id, entity.name)
+            self.entities.setdefault(
+                uid,
                 {
-                    "episode_id": episode_id,
-                    "uid": entity_uid(project_id, entity.name),
+                    "uid": uid,
                     "project_id": project_id,
                     "key": entity_key(entity.name),
                     "name": entity.name,
                     "type": entity.type,
                     "summary": entity.summary,
-                }
+                },
             )
+            self.mentions.append({"episode_id": episode_id, "uid": uid})
         for fact in extraction.facts:
-            self.facts.append(
+            uid = fact_uid(project_id, fact.source, fact.name, fact.target)
+            merged = self.facts.setdefault(
+                uid,
                 {
-                    "uid": fact_uid(project_id, fact.source, fact.name, fact.target),
+                    "uid": uid,
                     "project_id": project_id,
                     "source_uid": entity_uid(project_id, fact.source),
                     "target_uid": entity_uid(project_id, fact.target),
                     "name": fact.name,
                     "fact": fact.fact,
                     "valid_at": valid_at,
-                    "episode_id": episode_id,
-                }
+                    "episodes": [],
+                },
             )
+            if episode_id not in merged["episodes"]:
+                merged["episodes"].append(episode_id)
 
     def __bool__(self) -> bool:
         return bool(self.episodes)
@@ -104,10 +118,11 @@ class GraphBatch:
 
 def _write(tx: ManagedTransaction, batch: GraphBatch) -> None:
     tx.run(_EPISODES, episodes=batch.episodes).consume()
-    if batch.mentions:
+    if batch.entities:
+        tx.run(_ENTITIES, entities=list(batch.entities.values())).consume()
         tx.run(_MENTIONS, mentions=batch.mentions).consume()
     if batch.facts:
-        tx.run(_FACTS, facts=batch.facts).consume()
+        tx.run(_FACTS, facts=list(batch.facts.values())).consume()
 
 
 def write_batch(driver: Driver, database: str, batch: GraphBatch) -> None:
