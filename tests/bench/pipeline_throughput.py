@@ -89,12 +89,14 @@ def main() -> None:
             base = statistics.median(extractor_rate(texts) for _ in range(args.rounds))
             bulk = statistics.median(bulk_rate(client, texts, args.batch) for _ in range(args.rounds))
             single = single_rate(client, corpus(args.single, "Single"), concurrency=8)
-    print(f"extractor alone (baseline):        {base:10.0f} episodes/s")
-    print(
-        f"end to end, bulk of {args.batch:<4}:          {bulk:10.0f} episodes/s  ({bulk / base:.3f} x extractor)"
-    )
-    print(f"end to end, one per request (x8):  {single:10.0f} episodes/s  ({single / base:.3f} x extractor)")
-    print(f"bulk / single:                     {bulk / single:10.1f} x")
+    rows = [
+        ("extractor alone (baseline)", base, ""),
+        (f"end to end, bulk of {args.batch}", bulk, f"({bulk / base:.3f} x extractor)"),
+        ("end to end, one per request (x8)", single, f"({single / base:.3f} x extractor)"),
+    ]
+    for label, rate, ratio in rows:
+        print(f"{label + ':':<36}{rate:10.0f} episodes/s  {ratio}")
+    print(f"{'bulk / one per request:':<36}{bulk / single:10.1f} x")
 
 
 if __name__ == "__main__":
