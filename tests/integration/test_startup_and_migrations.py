@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import psycopg
@@ -14,7 +15,7 @@ import pytest
 
 from service.settings import Settings
 from service.stores.postgres import load_migrations, migrate
-from tests.integration.conftest import REPO, local_environ
+from tests.integration.conftest import REPO, local_environ, running_api, wait_for
 
 
 def test_a_bad_setting_stops_migrate_naming_the_key() -> None:
@@ -98,3 +99,23 @@ def test_migrate_command_twice_is_idempotent(fresh_database: Settings) -> None:
         subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=environ, check=True, cwd=REPO)
     versions, _ = schema_state(fresh_database)
     assert [v for v, _ in versions] == [m.version for m in load_migrations()]
+
+
+def test_ready_accepts_a_newer_schema_and_refuses_an_older_one(
+    fresh_database: Settings, tmp_path: Path
+) -> None:
+    asyncio.run(migrate(fresh_database))
+    with psycopg.connect(fresh_database.postgres_conninfo, autocommit=True) as conn:
+        # What a later release's migration leaves behind before a `helm rollback` to this one.
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'from_a_newer_release')")
+        with running_api(tmp_path / "api.log", POSTGRES_DB=fresh_database.postgres_db) as api:
+            ready = wait_for(f"{api.base_url}/ready", timeout=30).json()
+            assert ready["checks"][0] == {
+                "name": "postgres",
+                "ok": True,
+                "detail": f"schema version 999 (needs >= {len(load_migrations())})",
+            }
+            conn.execute("DELETE FROM schema_migrations")
+            refused = wait_for(f"{api.base_url}/ready", status=503, timeout=30).json()
+            postgres = next(c for c in refused["checks"] if c["name"] == "postgres")
+            assert "run `memstack migrate`" in postgres["detail"]
