@@ -15,9 +15,11 @@ from service.api.docs import openapi_config
 from service.api.episodes import EpisodeController
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.events import EventController
+from service.api.graph import GraphController
 from service.api.health import HealthController
 from service.api.projects import ProjectController
 from service.api.ratelimit import rate_limit_middleware
+from service.api.search import SearchController
 from service.api.tenants import ApiKeyController, TenantController
 from service.lifespan import Resources, lifespan_for
 from service.observability.http import ObservedApp
@@ -44,6 +46,8 @@ def api_router() -> Router:
             ProjectController,
             EpisodeController,
             EventController,
+            SearchController,
+            GraphController,
         ],
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}],

@@ -1,22 +1,23 @@
-"""Episodes: accept (one or in bulk), list and get."""
+"""Episodes: accept (one or in bulk), list, get and delete."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
-from service.api.projects import project_of
+from service.api.projects import busy_conflict, project_of
 from service.api.schemas import BulkEpisodesIn, BulkEpisodesOut, EpisodeIn, EpisodeOut, EpisodePage
 from service.auth.keys import Principal
 from service.lifespan import Resources
 from service.memory.accept import accept_episodes
 from service.stores import episodes as store
+from service.stores import erasure
 from service.stores.episodes import EpisodeRow, EpisodeStatus, NewEpisode
 
 
@@ -121,3 +122,21 @@ class EpisodeController(Controller):
         if row is None:
             raise NotFoundException(f"No episode {episode_id}")
         return episode_out(row, with_content=True)
+
+    @delete(
+        "/{episode_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete an episode and what only it supported",
+        description="Removes the episode, the facts only it supported and the entities no other episode "
+        "mentions; shared facts keep their other sources. 409 with Retry-After while a worker processes it.",
+    )
+    async def delete_episode(
+        self, project_id: uuid.UUID, episode_id: uuid.UUID, principal: Principal, resources: Resources
+    ) -> None:
+        await project_of(resources, principal, project_id)
+        try:
+            found = await erasure.delete_episode(resources, project_id, episode_id)
+        except erasure.Busy:
+            raise busy_conflict("episode") from None
+        if not found:
+            raise NotFoundException(f"No episode {episode_id}")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, post
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
 
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
 from service.api.schemas import ProjectIn, ProjectOut, ProjectPage
 from service.auth.keys import Principal
 from service.lifespan import Resources
-from service.stores import tenancy
+from service.stores import erasure, tenancy
 from service.stores.tenancy import ProjectRow
 
 
@@ -59,3 +59,26 @@ class ProjectController(Controller):
         self, project_id: uuid.UUID, principal: Principal, resources: Resources
     ) -> ProjectOut:
         return project_out(await project_of(resources, principal, project_id))
+
+    @delete(
+        "/{project_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Erase a project everywhere",
+        description="Deletes its episodes and the project in PostgreSQL, its graph, its event stream and "
+        "its LLM cache. 409 with Retry-After while a worker is processing one of its episodes.",
+    )
+    async def delete_project(self, project_id: uuid.UUID, principal: Principal, resources: Resources) -> None:
+        try:
+            found = await erasure.erase_project(resources, principal.tenant_id, project_id)
+        except erasure.Busy:
+            raise busy_conflict("project") from None
+        if not found:
+            raise NotFoundException(f"No project {project_id}")
+
+
+def busy_conflict(what: str) -> ClientException:
+    return ClientException(
+        f"A worker is processing this {what}'s episodes; retry shortly",
+        status_code=HTTP_409_CONFLICT,
+        headers={"Retry-After": str(erasure.BUSY_RETRY_AFTER_SECONDS)},
+    )

@@ -1,0 +1,36 @@
+"""Search a project's knowledge graph (fulltext + neighbourhood, ranked; see service.memory.search)."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, post
+from litestar.status_codes import HTTP_200_OK
+
+from service.api.graph_schemas import SearchIn, SearchOut
+from service.api.projects import project_of
+from service.auth.keys import Principal
+from service.lifespan import Resources
+from service.memory.search import search
+from service.stores.graph_reads import GraphReader
+
+
+class SearchController(Controller):
+    path = "/projects/{project_id:uuid}/search"
+    tags = ["search"]  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=HTTP_200_OK,
+        summary="Search entities and facts",
+        description="BM25 fulltext over entity names/summaries and facts, merged with the 1-hop graph "
+        "neighbourhood of the best entities. `score = text + neighbourhood bonus`, in [0, 1.5], where "
+        "`text` is the BM25 score relative to the best hit of its kind and the bonus is half the `text` "
+        "of the best adjacent top-5 entity. The query is plain text (no Lucene syntax).",
+    )
+    async def search_project(
+        self, project_id: uuid.UUID, data: SearchIn, principal: Principal, resources: Resources
+    ) -> SearchOut:
+        await project_of(resources, principal, project_id)
+        reader = GraphReader(resources.graph, resources.settings.neo4j_database)
+        return await search(reader, str(project_id), data)

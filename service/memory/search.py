@@ -1,0 +1,141 @@
+"""Search: BM25 fulltext over entities and facts, merged with the graph neighbourhood, ranked.
+
+Ranking (all scores are relative to the best lexical hit of this query, in [0, 1.5]):
+- `text(x)` = BM25 score of x / the best BM25 score of its kind (entities and facts have
+  separate indexes whose scores are not comparable, so each kind is normalised on its own).
+- The top `SEEDS` entity hits are seeds. Their 1-hop neighbours (at most `PER_SEED` facts
+  each) join the candidates.
+- `bonus(x)` = `NEIGHBOUR_WEIGHT` x the best `text` of a seed x is adjacent to (for an
+  entity: a seed it shares a fact with; for a fact: a seed at either end), 0 otherwise.
+- `score(x) = text(x) + bonus(x)`. A text hit that also sits next to a good seed rises; a
+  result found only through the graph scores at most `NEIGHBOUR_WEIGHT`.
+Ties break on name, then id, so equal queries give equal orders. `types` keeps entities of
+those types and facts with at least one end of those types.
+
+The user's query is never parsed as Lucene syntax: special characters are escaped and the
+text lower-cased (Lucene's AND/OR/NOT operators are upper-case only), and at most
+`MAX_TERMS` terms are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from neo4j.time import DateTime
+
+from service.api.graph_schemas import EntityRef, SearchIn, SearchOut, SearchResult
+from service.stores.graph_reads import GraphReader, entity_id
+
+SEEDS = 5
+PER_SEED = 20
+NEIGHBOUR_WEIGHT = 0.5
+MAX_TERMS = 32
+# Candidates taken from each index: enough to re-rank, never the whole index.
+MIN_CANDIDATES = 30
+
+_LUCENE_SPECIAL = re.compile(r'([+\-&|!(){}\[\]^"~*?:\\/])')
+
+
+def lucene_query(text: str) -> str | None:
+    """The query as plain Lucene terms, or None when nothing searchable is left."""
+    terms = text.split()[:MAX_TERMS]
+    escaped = " ".join(_LUCENE_SPECIAL.sub(r"\\\1", term.lower()) for term in terms)
+    return escaped if any(ch.isalnum() for ch in escaped) else None
+
+
+def _native(value: Any) -> Any:
+    return value.to_native() if isinstance(value, DateTime) else value
+
+
+def _ref(node: dict[str, Any]) -> EntityRef:
+    return EntityRef(id=entity_id(node["key"]), name=node["name"], type=node["type"])
+
+
+@dataclass(slots=True)
+class _Candidate:
+    kind: str
+    row: dict[str, Any]
+    text: float = 0.0
+    bonus: float = 0.0
+    types: set[str] = field(default_factory=set)
+
+    @property
+    def score(self) -> float:
+        return self.text + self.bonus
+
+
+def _entity_result(c: _Candidate) -> SearchResult:
+    row = c.row
+    return SearchResult(
+        kind="entity",
+        id=entity_id(row["key"]),
+        name=row["name"],
+        score=round(c.score, 6),
+        matched="text" if c.text > 0 else "neighbourhood",
+        type=row["type"],
+        summary=row.get("summary"),
+    )
+
+
+def _fact_result(c: _Candidate) -> SearchResult:
+    row = c.row
+    return SearchResult(
+        kind="fact",
+        id=row["uid"],
+        name=row["name"],
+        score=round(c.score, 6),
+        matched="text" if c.text > 0 else "neighbourhood",
+        fact=row["fact"],
+        source=_ref(row["source"]),
+        target=_ref(row["target"]),
+        valid_at=_native(row.get("valid_at")),
+    )
+
+
+def _normalised(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
+    best = max((float(r["score"]) for r in rows), default=0.0)
+    return [(r, float(r["score"]) / best if best > 0 else 0.0) for r in rows]
+
+
+async def search(reader: GraphReader, project_id: str, request: SearchIn) -> SearchOut:
+    query = lucene_query(request.query)
+    if query is None:
+        return SearchOut(query=request.query, results=[])
+    candidates_per_index = max(MIN_CANDIDATES, 3 * request.limit)
+    entity_rows = await reader.entity_hits(project_id, query, candidates_per_index)
+    fact_rows = await reader.fact_hits(project_id, query, candidates_per_index)
+
+    entities: dict[str, _Candidate] = {}
+    facts: dict[str, _Candidate] = {}
+    for row, text in _normalised(entity_rows):
+        entities[row["uid"]] = _Candidate("entity", row, text=text, types={row["type"]})
+    for row, text in _normalised(fact_rows):
+        facts[row["uid"]] = _Candidate(
+            "fact", row, text=text, types={row["source"]["type"], row["target"]["type"]}
+        )
+
+    seeds = {uid: c.text for uid, c in list(entities.items())[:SEEDS]}
+    adjacent: dict[str, float] = defaultdict(float)
+    for row in await reader.neighbourhood(project_id, list(seeds), PER_SEED):
+        bonus = NEIGHBOUR_WEIGHT * seeds[row["seed"]]
+        neighbour = row["neighbour"]
+        if neighbour["uid"] != row["seed"]:
+            adjacent[neighbour["uid"]] = max(adjacent[neighbour["uid"]], bonus)
+            entities.setdefault(neighbour["uid"], _Candidate("entity", neighbour, types={neighbour["type"]}))
+        fact_row = {**row["rel"], "source": row["source"], "target": row["target"]}
+        fact = facts.setdefault(
+            fact_row["uid"],
+            _Candidate("fact", fact_row, types={row["source"]["type"], row["target"]["type"]}),
+        )
+        fact.bonus = max(fact.bonus, bonus)
+    for uid, bonus in adjacent.items():
+        entities[uid].bonus = bonus
+
+    wanted = set(request.types) if request.types is not None else None
+    ranked = [c for c in (*entities.values(), *facts.values()) if wanted is None or c.types & wanted]
+    ranked.sort(key=lambda c: (-c.score, c.row["name"], c.row["uid"]))
+    results = [_entity_result(c) if c.kind == "entity" else _fact_result(c) for c in ranked[: request.limit]]
+    return SearchOut(query=request.query, results=results)

@@ -1,0 +1,168 @@
+"""Reading the knowledge graph: fulltext hits, neighbourhoods, one entity, a bounded export.
+
+Every query filters on `project_id` itself: the fulltext indexes span all projects, and an
+entity uid (`<project id>:<key>`) is only ever looked up inside the caller's project.
+
+Entities are addressed over HTTP by a URL-safe id: the base64url encoding (no padding) of
+their key (the name case-folded with spaces collapsed), so no extra index is needed and the
+id is stable across re-ingestion.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, LiteralString
+
+from neo4j import AsyncDriver, RoutingControl
+
+_ENTITY_HITS: LiteralString = """
+CALL db.index.fulltext.queryNodes('entity_text', $query) YIELD node, score
+WHERE node.project_id = $project_id
+RETURN node.uid AS uid, node.key AS key, node.name AS name, node.type AS type,
+       node.summary AS summary, score
+LIMIT $limit
+"""
+_FACT_HITS: LiteralString = """
+CALL db.index.fulltext.queryRelationships('fact_text', $query) YIELD relationship AS r, score
+WHERE r.project_id = $project_id
+WITH r, score LIMIT $limit
+WITH r, score, startNode(r) AS a, endNode(r) AS b
+RETURN r.uid AS uid, r.name AS name, r.fact AS fact, r.valid_at AS valid_at, r.invalid_at AS invalid_at,
+       a {.uid, .key, .name, .type} AS source, b {.uid, .key, .name, .type} AS target, score
+"""
+_NEIGHBOURHOOD: LiteralString = """
+UNWIND $seeds AS seed
+MATCH (s:Entity {uid: seed})
+WHERE s.project_id = $project_id
+CALL (s) {
+  MATCH (s)-[r:RELATES_TO]-(n:Entity)
+  WHERE r.project_id = $project_id
+  RETURN r, n LIMIT $per_seed
+}
+WITH seed, r, n, startNode(r) AS a, endNode(r) AS b
+RETURN seed, n {.uid, .key, .name, .type, .summary} AS neighbour,
+       r {.uid, .name, .fact, .valid_at, .invalid_at} AS rel,
+       a {.uid, .key, .name, .type} AS source, b {.uid, .key, .name, .type} AS target
+"""
+_ENTITY: LiteralString = """
+MATCH (e:Entity {uid: $uid})
+WHERE e.project_id = $project_id
+CALL (e) {
+  MATCH (e)-[:RELATES_TO]-(n:Entity) WHERE n <> e AND n.project_id = $project_id
+  WITH DISTINCT n LIMIT $limit
+  RETURN collect(n) AS ring1
+}
+CALL (e, ring1) {
+  UNWIND CASE WHEN $depth >= 2 THEN ring1 ELSE [] END AS n1
+  MATCH (n1)-[:RELATES_TO]-(n2:Entity)
+  WHERE n2 <> e AND NOT n2 IN ring1 AND n2.project_id = $project_id
+  WITH DISTINCT n2 LIMIT $limit
+  RETURN collect(n2) AS ring2
+}
+WITH e, ring1, ring2[..($limit - size(ring1))] AS ring2, size(ring2) > $limit - size(ring1) AS cut
+WITH e, ring1, ring2, cut, [e] + ring1 + ring2 AS members
+CALL (members) {
+  UNWIND members AS x
+  MATCH (x)-[r:RELATES_TO]->(y:Entity) WHERE y IN members
+  WITH r, x, y LIMIT $max_facts
+  RETURN collect({uid: r.uid, name: r.name, fact: r.fact, valid_at: r.valid_at, invalid_at: r.invalid_at,
+                  source: x.uid, target: y.uid}) AS facts
+}
+CALL (e) {
+  MATCH (ep:Episode)-[:MENTIONS]->(e)
+  WITH ep.id AS id ORDER BY id LIMIT $max_episodes
+  RETURN collect(id) AS episodes
+}
+RETURN e {.uid, .key, .name, .type, .summary} AS entity, episodes,
+       [n IN ring1 | n {.uid, .key, .name, .type, .summary, distance: 1}]
+       + [n IN ring2 | n {.uid, .key, .name, .type, .summary, distance: 2}] AS neighbours,
+       facts, cut OR size(ring1) >= $limit AS truncated
+"""
+_EXPORT_NODES: LiteralString = """
+MATCH (e:Entity)
+WHERE e.project_id = $project_id
+WITH e, COUNT { (e)-[:RELATES_TO]-() } AS degree
+ORDER BY degree DESC, e.uid
+WITH collect(e {.uid, .key, .name, .type, degree: degree}) AS ranked
+RETURN ranked[..$limit] AS nodes, size(ranked) AS total
+"""
+_EXPORT_EDGES: LiteralString = """
+UNWIND $uids AS uid
+MATCH (a:Entity {uid: uid})-[r:RELATES_TO]->(b:Entity)
+WHERE b.uid IN $uids AND r.project_id = $project_id
+WITH r, a, b ORDER BY r.uid LIMIT $max_edges
+RETURN r.uid AS uid, r.name AS name, r.fact AS fact, a.uid AS source, b.uid AS target
+"""
+_COUNT_EDGES: LiteralString = """
+MATCH ()-[r:RELATES_TO]->() WHERE r.project_id = $project_id RETURN count(r) AS total
+"""
+
+
+def entity_id(key: str) -> str:
+    """The URL-safe id of an entity key."""
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def key_of(entity_id_: str) -> str | None:
+    """The key behind an id from `entity_id`, or None when it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(entity_id_ + "=" * (-len(entity_id_) % 4))
+        key = raw.decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return key if key and entity_id(key) == entity_id_ else None
+
+
+@dataclass(frozen=True, slots=True)
+class GraphReader:
+    driver: AsyncDriver
+    database: str
+
+    async def _read(self, cypher: LiteralString, /, **params: Any) -> list[dict[str, Any]]:
+        result = await self.driver.execute_query(
+            cypher, params, database_=self.database, routing_=RoutingControl.READ
+        )
+        return [record.data() for record in result.records]
+
+    async def entity_hits(self, project_id: str, query: str, limit: int) -> list[dict[str, Any]]:
+        return await self._read(_ENTITY_HITS, project_id=project_id, query=query, limit=limit)
+
+    async def fact_hits(self, project_id: str, query: str, limit: int) -> list[dict[str, Any]]:
+        return await self._read(_FACT_HITS, project_id=project_id, query=query, limit=limit)
+
+    async def neighbourhood(self, project_id: str, seeds: list[str], per_seed: int) -> list[dict[str, Any]]:
+        if not seeds:
+            return []
+        return await self._read(_NEIGHBOURHOOD, project_id=project_id, seeds=seeds, per_seed=per_seed)
+
+    async def entity(
+        self, project_id: str, key: str, depth: int, limit: int, max_facts: int, max_episodes: int
+    ) -> dict[str, Any] | None:
+        rows = await self._read(
+            _ENTITY,
+            project_id=project_id,
+            uid=f"{project_id}:{key}",
+            depth=depth,
+            limit=limit,
+            max_facts=max_facts,
+            max_episodes=max_episodes,
+        )
+        return rows[0] if rows else None
+
+    async def export(self, project_id: str, limit: int, max_edges: int) -> dict[str, Any]:
+        nodes_row = (await self._read(_EXPORT_NODES, project_id=project_id, limit=limit))[0]
+        nodes: list[dict[str, Any]] = nodes_row["nodes"]
+        edges = await self._read(
+            _EXPORT_EDGES, project_id=project_id, uids=[n["uid"] for n in nodes], max_edges=max_edges + 1
+        )
+        total_edges = (await self._read(_COUNT_EDGES, project_id=project_id))[0]["total"]
+        return {
+            "nodes": nodes,
+            "edges": edges[:max_edges],
+            "total_nodes": int(nodes_row["total"]),
+            "total_edges": int(total_edges),
+            "truncated": int(nodes_row["total"]) > len(nodes)
+            or int(total_edges) > min(len(edges), max_edges),
+        }
