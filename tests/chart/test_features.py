@@ -333,7 +333,10 @@ def test_graceful_shutdown(helm: str) -> None:
     container = containers(api)[0]
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
     assert pod_spec(api)["terminationGracePeriodSeconds"] == 60
-    assert container["command"][-2:] == ["--timeout-graceful-shutdown", "30"]
+    command = container["command"]
+    assert command[command.index("--timeout-graceful-shutdown") + 1] == "30"
+    # uvicorn must not rewrite client addresses: only TRUSTED_PROXIES decides (rate limiter).
+    assert "--no-proxy-headers" in command
     assert pod_spec(rendered.get("Deployment", WORKER))["terminationGracePeriodSeconds"] == 360
     longer = render(helm, sets={"config.jobTimeoutSeconds": "900"})
     assert pod_spec(longer.get("Deployment", WORKER))["terminationGracePeriodSeconds"] == 960
