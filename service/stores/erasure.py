@@ -84,11 +84,13 @@ async def delete_episode_graph(driver: AsyncDriver, database: str, project_id: s
         await session.execute_write(work)
 
 
-async def erase_project_graph(driver: AsyncDriver, database: str, project_id: str) -> int:
-    """Delete every node and relationship of the project, `GRAPH_BATCH` per transaction."""
+async def erase_project_graph(
+    driver: AsyncDriver, database: str, project_id: str, batch_size: int = GRAPH_BATCH
+) -> int:
+    """Delete every node and relationship of the project, `batch_size` per transaction."""
 
     async def batch(tx: AsyncManagedTransaction, query: LiteralString) -> int:
-        record = await (await tx.run(query, project_id=project_id, batch=GRAPH_BATCH)).single()
+        record = await (await tx.run(query, project_id=project_id, batch=batch_size)).single()
         return int(record["deleted"]) if record else 0
 
     total = 0
