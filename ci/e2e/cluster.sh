@@ -63,6 +63,14 @@ start_proc() {
   # setsid: its own process group, so a Ctrl-C of the caller does not race our shutdown.
   setsid "$BIN/$name" "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$PIDS/$name.pid"
+  # Until setsid has exec'd the binary, /proc/<pid>/cmdline still shows this shell.
+  local i
+  for ((i = 0; i < 50; i++)); do
+    is_ours "$name" && return 0
+    kill -0 "$(pid_of "$name")" 2>/dev/null || break
+    sleep 0.1
+  done
+  is_ours "$name" || { tail -n 25 "$LOGS/$name.log" >&2 || true; die "$name did not start"; }
 }
 
 stop_proc() {

@@ -276,15 +276,23 @@ def assert_hook_ran_before(cluster: Cluster, rel: Release, event: str, new_rs: d
     job_tpl = migration_job(rel, event)
     assert_hook_inputs_are_earlier_hooks(rel, job_tpl, event)
     name = str(job_tpl["metadata"]["name"])
-    job = cluster.must_get(JOB, name, rel.namespace)
-    st = job.get("status") or {}
-    assert int(st.get("succeeded", 0)) >= 1, f"hook Job {name} did not succeed: {st}"
-    uid = str(job["metadata"]["uid"])
-    completed = [
-        e
-        for e in events_for(cluster, rel.namespace, "Job", name, "Completed")
-        if e["involvedObject"].get("uid") == uid
-    ]
+    completed_all = events_for(cluster, rel.namespace, "Job", name, "Completed")
+    assert completed_all, f"no 'Completed' event for hook Job {name}: the migration hook did not run"
+    job = cluster.get(JOB, name, rel.namespace)
+    if job is None:
+        # Only a hook-succeeded delete policy may remove it; then the newest event is this run's.
+        policy = (job_tpl["metadata"].get("annotations") or {}).get("helm.sh/hook-delete-policy", "")
+        assert "hook-succeeded" in policy, (
+            f"hook Job {name} disappeared although its delete policy is {policy!r}"
+        )
+        uid = str(completed_all[-1]["involvedObject"]["uid"])
+        finished = str(completed_all[-1].get("lastTimestamp") or completed_all[-1]["firstTimestamp"])
+    else:
+        st = job.get("status") or {}
+        assert int(st.get("succeeded", 0)) >= 1, f"hook Job {name} did not succeed: {st}"
+        uid = str(job["metadata"]["uid"])
+        finished = str(st["completionTime"])
+    completed = [e for e in completed_all if e["involvedObject"].get("uid") == uid]
     assert completed, f"no 'Completed' event for hook Job {name} ({uid})"
     done_rv = rv(completed[0])
     for dep, rs in new_rs.items():
@@ -298,8 +306,8 @@ def assert_hook_ran_before(cluster: Cluster, rel: Release, event: str, new_rs: d
             f"hook Job {name} completed (rv {done_rv}) after {dep} scaled up {rs} (rv {rv(scaled[0])})"
         )
         d = cluster.must_get(REPLICASET, rs, rel.namespace)
-        assert str(st["completionTime"]) <= str(d["metadata"]["creationTimestamp"]), (
-            f"hook Job {name} completed at {st['completionTime']}, after ReplicaSet {rs} was created"
+        assert finished <= str(d["metadata"]["creationTimestamp"]), (
+            f"hook Job {name} completed at {finished}, after ReplicaSet {rs} was created"
         )
     return uid
 
