@@ -1,4 +1,4 @@
-"""Writing extractions into Neo4j: four UNWIND statements in one transaction.
+"""Writing extractions into Neo4j: one statement of UNWIND batches in one transaction.
 
 MERGE on deterministic keys (episode id, entity uid, fact uid) makes a retried or repeated
 write a no-op, and every node and relationship carries its project_id.
@@ -16,33 +16,37 @@ from neo4j import Driver, ManagedTransaction
 from service.memory.extraction import Extraction
 from service.memory.extractor import entity_key
 
-_EPISODES: LiteralString = """
-UNWIND $episodes AS e
-MERGE (ep:Episode {id: e.id})
-  ON CREATE SET ep.project_id = e.project_id, ep.source = e.source,
-                ep.reference_time = e.reference_time, ep.created_at = datetime()
-"""
-_ENTITIES: LiteralString = """
-UNWIND $entities AS n
-MERGE (e:Entity {uid: n.uid})
-  ON CREATE SET e.project_id = n.project_id, e.key = n.key, e.name = n.name, e.type = n.type,
-                e.summary = n.summary, e.created_at = datetime()
-"""
-_MENTIONS: LiteralString = """
-UNWIND $mentions AS m
-MATCH (ep:Episode {id: m.episode_id})
-MATCH (e:Entity {uid: m.uid})
-MERGE (ep)-[:MENTIONS]->(e)
-"""
-_FACTS: LiteralString = """
-UNWIND $facts AS f
-MATCH (a:Entity {uid: f.source_uid})
-MATCH (b:Entity {uid: f.target_uid})
-MERGE (a)-[r:RELATES_TO {uid: f.uid}]->(b)
-  ON CREATE SET r.project_id = f.project_id, r.name = f.name, r.fact = f.fact,
-                r.valid_at = f.valid_at, r.invalid_at = null, r.episodes = f.episodes,
-                r.created_at = datetime()
-  ON MATCH SET r.episodes = r.episodes + [id IN f.episodes WHERE NOT id IN r.episodes]
+# One statement, four unit subqueries: one round trip however large the batch. Later
+# subqueries see what earlier ones wrote.
+_WRITE: LiteralString = """
+CALL () {
+  UNWIND $episodes AS e
+  MERGE (ep:Episode {id: e.id})
+    ON CREATE SET ep.project_id = e.project_id, ep.source = e.source,
+                  ep.reference_time = e.reference_time, ep.created_at = datetime()
+}
+CALL () {
+  UNWIND $entities AS n
+  MERGE (e:Entity {uid: n.uid})
+    ON CREATE SET e.project_id = n.project_id, e.key = n.key, e.name = n.name, e.type = n.type,
+                  e.summary = n.summary, e.created_at = datetime()
+}
+CALL () {
+  UNWIND $mentions AS m
+  MATCH (ep:Episode {id: m.episode_id})
+  MATCH (e:Entity {uid: m.uid})
+  MERGE (ep)-[:MENTIONS]->(e)
+}
+CALL () {
+  UNWIND $facts AS f
+  MATCH (a:Entity {uid: f.source_uid})
+  MATCH (b:Entity {uid: f.target_uid})
+  MERGE (a)-[r:RELATES_TO {uid: f.uid}]->(b)
+    ON CREATE SET r.project_id = f.project_id, r.name = f.name, r.fact = f.fact,
+                  r.valid_at = f.valid_at, r.invalid_at = null, r.episodes = f.episodes,
+                  r.created_at = datetime()
+    ON MATCH SET r.episodes = r.episodes + [id IN f.episodes WHERE NOT id IN r.episodes]
+}
 """
 
 
@@ -117,12 +121,13 @@ class GraphBatch:
 
 
 def _write(tx: ManagedTransaction, batch: GraphBatch) -> None:
-    tx.run(_EPISODES, episodes=batch.episodes).consume()
-    if batch.entities:
-        tx.run(_ENTITIES, entities=list(batch.entities.values())).consume()
-        tx.run(_MENTIONS, mentions=batch.mentions).consume()
-    if batch.facts:
-        tx.run(_FACTS, facts=list(batch.facts.values())).consume()
+    tx.run(
+        _WRITE,
+        episodes=batch.episodes,
+        entities=list(batch.entities.values()),
+        mentions=batch.mentions,
+        facts=list(batch.facts.values()),
+    ).consume()
 
 
 def write_batch(driver: Driver, database: str, batch: GraphBatch) -> None:

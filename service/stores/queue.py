@@ -53,7 +53,7 @@ class IngestQueue:
                 episode_ids,
                 job_id=f"ingest-{uuid.uuid4().hex}",
                 retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
-                result_ttl=300,
+                result_ttl=0,  # nothing reads job results; PostgreSQL holds the outcome
                 failure_ttl=7 * 24 * 3600,
                 pipeline=pipe,
             )
