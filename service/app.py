@@ -13,7 +13,7 @@ from litestar.di import Provide
 from service.api.auth import provide_principal
 from service.api.docs import openapi_config
 from service.api.episodes import EpisodeController
-from service.api.errors import EXCEPTION_HANDLERS
+from service.api.errors import EXCEPTION_HANDLERS, document_problems
 from service.api.events import EventController
 from service.api.graph import GraphController
 from service.api.health import HealthController
@@ -38,7 +38,7 @@ def provide_resources(state: State) -> Resources:
 
 def api_router() -> Router:
     """Everything under /api/v1 needs an API key."""
-    return Router(
+    router = Router(
         path="/api/v1",
         route_handlers=[
             TenantController,
@@ -52,6 +52,7 @@ def api_router() -> Router:
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}],
     )
+    return document_problems(router)
 
 
 def build_litestar(settings: Settings, metrics: ApiMetrics) -> Litestar:

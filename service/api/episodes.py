@@ -7,9 +7,11 @@ from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from service.api.errors import problem_spec
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
 from service.api.projects import busy_conflict, project_of
 from service.api.schemas import BulkEpisodesIn, BulkEpisodesOut, EpisodeIn, EpisodeOut, EpisodePage
@@ -19,6 +21,8 @@ from service.memory.accept import accept_episodes
 from service.stores import episodes as store
 from service.stores import erasure
 from service.stores.episodes import EpisodeRow, EpisodeStatus, NewEpisode
+
+QUEUE_UNAVAILABLE = "The queue is full or unavailable; see Retry-After"
 
 
 def episode_out(row: EpisodeRow, *, with_content: bool = False) -> EpisodeOut:
@@ -58,6 +62,12 @@ class EpisodeController(Controller):
         summary="Accept an episode for ingestion",
         description="202 with status `queued`. Repeating an `Idempotency-Key` (or `client_id`) returns the "
         "first episode with 200 instead of creating another. 503 with Retry-After when the queue is full.",
+        responses={
+            200: ResponseSpec(
+                EpisodeOut, description="A replayed Idempotency-Key or client_id: the first episode"
+            ),
+            503: problem_spec(QUEUE_UNAVAILABLE),
+        },
     )
     async def create_episode(
         self,
@@ -84,6 +94,7 @@ class EpisodeController(Controller):
         status_code=HTTP_202_ACCEPTED,
         summary="Accept up to 1000 episodes at once",
         description="Items with a `client_id` seen before are returned under `duplicates`.",
+        responses={503: problem_spec(QUEUE_UNAVAILABLE)},
     )
     async def create_episodes(
         self, project_id: uuid.UUID, data: BulkEpisodesIn, principal: Principal, resources: Resources
@@ -129,6 +140,7 @@ class EpisodeController(Controller):
         summary="Delete an episode and what only it supported",
         description="Removes the episode, the facts only it supported and the entities no other episode "
         "mentions; shared facts keep their other sources. 409 with Retry-After while a worker processes it.",
+        responses={409: problem_spec("A worker is processing this episode; see Retry-After")},
     )
     async def delete_episode(
         self, project_id: uuid.UUID, episode_id: uuid.UUID, principal: Principal, resources: Resources

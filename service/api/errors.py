@@ -7,8 +7,9 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Request, Response, Router
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
 from loguru import logger
 
@@ -116,3 +117,36 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_exception_handler,
     Exception: unhandled_exception_handler,
 }
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """An error response as documented in the OpenAPI schema: problem+json."""
+    return ResponseSpec(
+        data_container=Problem,
+        description=description,
+        media_type=PROBLEM_MEDIA_TYPE,
+        generate_examples=False,
+    )
+
+
+_COMMON_PROBLEMS = {
+    400: "Malformed request (e.g. a body that is not JSON)",
+    401: "Missing, unknown or revoked API key",
+    404: "No such object for this tenant (another tenant's objects are 404 too)",
+    422: "Invalid parameters or body; `errors` names each field",
+    429: "Rate limit exceeded; see Retry-After",
+}
+
+
+def document_problems(router: Router) -> Router:
+    """Document the problem+json errors every route under the router can answer with.
+
+    Route-specific ones (409, 503, ...) are declared by the handlers themselves and win.
+    """
+    for route in router.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            common = {code: problem_spec(text) for code, text in _COMMON_PROBLEMS.items()}
+            if handler.http_methods & {"POST", "PUT", "PATCH"}:
+                common[413] = problem_spec("Request body larger than API_MAX_BODY_BYTES")
+            handler.responses = {**common, **(handler.responses or {})}
+    return router

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Controller, get
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import Parameter
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from loguru import logger
+from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 from neo4j.time import DateTime
 
+from service.api.errors import problem_spec
 from service.api.graph_schemas import (
     EntityDetail,
     EntityOut,
@@ -30,6 +37,29 @@ MAX_EXPORT_NODES = 2000
 EDGES_PER_NODE = 5
 
 
+GRAPH_TIMEOUT_SECONDS = 10.0
+GRAPH_RETRY_AFTER_SECONDS = 5
+GRAPH_UNAVAILABLE = problem_spec("The graph database is unavailable or too slow; see Retry-After")
+
+
+class GraphUnavailable(HTTPException):
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+
+
+@asynccontextmanager
+async def graph_errors() -> AsyncIterator[None]:
+    """A Neo4j outage (or a query past GRAPH_TIMEOUT_SECONDS, driver retries included) is a 503."""
+    try:
+        async with asyncio.timeout(GRAPH_TIMEOUT_SECONDS):
+            yield
+    except (TimeoutError, ServiceUnavailable, SessionExpired, TransientError) as exc:
+        logger.warning("graph unavailable: {error}", error=type(exc).__name__)
+        raise GraphUnavailable(
+            "The graph database is unavailable; retry later",
+            headers={"Retry-After": str(GRAPH_RETRY_AFTER_SECONDS)},
+        ) from None
+
+
 def _native(value: Any) -> Any:
     return value.to_native() if isinstance(value, DateTime) else value
 
@@ -48,6 +78,7 @@ class GraphController(Controller):
         description="`entity_id` is the `id` that search and the graph export return: the base64url "
         "encoding (no padding) of the entity's key (its name case-folded, spaces collapsed). "
         "`depth` 1 or 2; at most `limit` neighbours, and the facts between the entity and them.",
+        responses={503: GRAPH_UNAVAILABLE},
     )
     async def get_entity(
         self,
@@ -63,7 +94,8 @@ class GraphController(Controller):
         reader = GraphReader(resources.graph, resources.settings.neo4j_database)
         row = None
         if key is not None:
-            row = await reader.entity(str(project_id), key, depth, limit, 4 * limit, MAX_ENTITY_EPISODES)
+            async with graph_errors():
+                row = await reader.entity(str(project_id), key, depth, limit, 4 * limit, MAX_ENTITY_EPISODES)
         if row is None:
             raise NotFoundException(f"No entity {entity_id}")
         entity, neighbours = row["entity"], row["neighbours"]
@@ -103,6 +135,7 @@ class GraphController(Controller):
         summary="A bounded export of the project's graph",
         description="The `limit` best-connected entities (by degree, then uid) and the facts between them "
         f"(at most {EDGES_PER_NODE} x limit); `truncated` says whether anything was left out.",
+        responses={503: GRAPH_UNAVAILABLE},
     )
     async def export_graph(
         self,
@@ -113,7 +146,8 @@ class GraphController(Controller):
     ) -> GraphExport:
         await project_of(resources, principal, project_id)
         reader = GraphReader(resources.graph, resources.settings.neo4j_database)
-        graph = await reader.export(str(project_id), limit, EDGES_PER_NODE * limit)
+        async with graph_errors():
+            graph = await reader.export(str(project_id), limit, EDGES_PER_NODE * limit)
         ids = _ids(graph["nodes"])
         return GraphExport(
             nodes=[

@@ -9,6 +9,7 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
 
+from service.api.errors import problem_spec
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
 from service.api.schemas import ProjectIn, ProjectOut, ProjectPage
 from service.auth.keys import Principal
@@ -33,7 +34,12 @@ class ProjectController(Controller):
     path = "/projects"
     tags = ["projects"]  # noqa: RUF012
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create a project")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Create a project",
+        responses={409: problem_spec("The tenant has a project of that name")},
+    )
     async def create_project(self, data: ProjectIn, principal: Principal, resources: Resources) -> ProjectOut:
         async with resources.pool.connection() as conn:
             row = await tenancy.create_project(conn, principal.tenant_id, data.name, data.description)
@@ -66,6 +72,7 @@ class ProjectController(Controller):
         summary="Erase a project everywhere",
         description="Deletes its episodes and the project in PostgreSQL, its graph, its event stream and "
         "its LLM cache. 409 with Retry-After while a worker is processing one of its episodes.",
+        responses={409: problem_spec("A worker is processing one of its episodes; see Retry-After")},
     )
     async def delete_project(self, project_id: uuid.UUID, principal: Principal, resources: Resources) -> None:
         try:

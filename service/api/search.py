@@ -7,6 +7,7 @@ import uuid
 from litestar import Controller, post
 from litestar.status_codes import HTTP_200_OK
 
+from service.api.graph import GRAPH_UNAVAILABLE, graph_errors
 from service.api.graph_schemas import SearchIn, SearchOut
 from service.api.projects import project_of
 from service.auth.keys import Principal
@@ -27,10 +28,12 @@ class SearchController(Controller):
         "neighbourhood of the best entities. `score = text + neighbourhood bonus`, in [0, 1.5], where "
         "`text` is the BM25 score relative to the best hit of its kind and the bonus is half the `text` "
         "of the best adjacent top-5 entity. The query is plain text (no Lucene syntax).",
+        responses={503: GRAPH_UNAVAILABLE},
     )
     async def search_project(
         self, project_id: uuid.UUID, data: SearchIn, principal: Principal, resources: Resources
     ) -> SearchOut:
         await project_of(resources, principal, project_id)
         reader = GraphReader(resources.graph, resources.settings.neo4j_database)
-        return await search(reader, str(project_id), data)
+        async with graph_errors():
+            return await search(reader, str(project_id), data)

@@ -9,17 +9,25 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from service.api.auth import require_admin
+from service.api.errors import problem_spec
 from service.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, TenantIn, TenantOut
 from service.auth.keys import Principal, generate_key
 from service.lifespan import Resources
 from service.stores import tenancy
+
+ADMIN_ONLY = "Needs an API key with the admin scope"
 
 
 class TenantController(Controller):
     path = "/tenants"
     tags = ["tenants"]  # noqa: RUF012
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create a tenant (admin)")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Create a tenant (admin)",
+        responses={403: problem_spec(ADMIN_ONLY), 409: problem_spec("A tenant of that name exists")},
+    )
     async def create_tenant(self, data: TenantIn, principal: Principal, resources: Resources) -> TenantOut:
         require_admin(principal)
         async with resources.pool.connection() as conn:
@@ -28,7 +36,7 @@ class TenantController(Controller):
             raise ClientException(f"A tenant named {data.name!r} exists", status_code=HTTP_409_CONFLICT)
         return TenantOut(id=row.id, name=row.name, created_at=row.created_at)
 
-    @get("/", summary="List tenants (admin)")
+    @get("/", summary="List tenants (admin)", responses={403: problem_spec(ADMIN_ONLY)})
     async def list_tenants(self, principal: Principal, resources: Resources) -> list[TenantOut]:
         require_admin(principal)
         async with resources.pool.connection() as conn:
@@ -53,7 +61,12 @@ class ApiKeyController(Controller):
     path = "/keys"
     tags = ["api keys"]  # noqa: RUF012
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create an API key (the plaintext is returned once)")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Create an API key (the plaintext is returned once)",
+        responses={403: problem_spec(ADMIN_ONLY)},
+    )
     async def create_key(self, data: ApiKeyIn, principal: Principal, resources: Resources) -> ApiKeyCreated:
         tenant_id = data.tenant_id or principal.tenant_id
         if tenant_id != principal.tenant_id or data.scopes:
@@ -65,7 +78,11 @@ class ApiKeyController(Controller):
             row = await tenancy.insert_key(conn, tenant_id, data.name, plaintext, list(data.scopes))
         return ApiKeyCreated(key=plaintext, api_key=_key_out(row))
 
-    @get("/", summary="List the API keys of your tenant (admins: of any tenant)")
+    @get(
+        "/",
+        summary="List the API keys of your tenant (admins: of any tenant)",
+        responses={403: problem_spec(ADMIN_ONLY)},
+    )
     async def list_keys(
         self, principal: Principal, resources: Resources, tenant_id: uuid.UUID | None = None
     ) -> list[ApiKeyOut]:
