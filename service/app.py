@@ -9,6 +9,7 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from opentelemetry.sdk.trace import TracerProvider
 
 from service.api.auth import provide_principal
 from service.api.docs import openapi_config
@@ -55,14 +56,16 @@ def api_router() -> Router:
     return document_problems(router)
 
 
-def build_litestar(settings: Settings, metrics: ApiMetrics) -> Litestar:
+def build_litestar(
+    settings: Settings, metrics: ApiMetrics, tracer_provider: TracerProvider | None = None
+) -> Litestar:
     cors = (
         CORSConfig(allow_origins=list(settings.api_allowed_origins)) if settings.api_allowed_origins else None
     )
     return Litestar(
         route_handlers=[HealthController, api_router()],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
-        lifespan=[lifespan_for(settings, metrics)],
+        lifespan=[lifespan_for(settings, metrics, tracer_provider)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         cors_config=cors,
         request_max_body_size=settings.api_max_body_bytes,
@@ -75,7 +78,7 @@ def build_litestar(settings: Settings, metrics: ApiMetrics) -> Litestar:
 def create_app(settings: Settings | None = None) -> ObservedApp:
     settings = settings or load_settings()
     configure_logging(settings)
-    configure_tracing(settings)
+    tracer_provider = configure_tracing(settings)
     disable_created_series()
     metrics = ApiMetrics()
-    return ObservedApp(build_litestar(settings, metrics), metrics)
+    return ObservedApp(build_litestar(settings, metrics, tracer_provider), metrics)

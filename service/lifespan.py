@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from litestar import Litestar
 from loguru import logger
 from neo4j import AsyncDriver
+from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
 from service.auth.cache import KeyCache
@@ -39,7 +40,9 @@ def resources_from(app: Litestar) -> Resources:
     return resources
 
 
-def lifespan_for(settings: Settings, metrics: ApiMetrics):  # type: ignore[no-untyped-def]
+def lifespan_for(  # type: ignore[no-untyped-def]
+    settings: Settings, metrics: ApiMetrics, tracer_provider: TracerProvider | None = None
+):
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         metrics_server = MetricsServer(metrics.registry, settings.metrics_port)
@@ -66,6 +69,8 @@ def lifespan_for(settings: Settings, metrics: ApiMetrics):  # type: ignore[no-un
             await graph.close()
             await pool.close()
             metrics_server.stop()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans still in the batch
             logger.info("memstack API stopped")
 
     return lifespan
