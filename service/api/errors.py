@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import psycopg
 from litestar import Request, Response, Router
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
@@ -50,10 +51,18 @@ def problem_response(
 
 
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_NAMED_BY_CHECK = re.compile(r"^([a-z_][a-z0-9_]*): ")
+# Our text fields' patterns only forbid blank values and NUL; say so instead of the regex.
+_REGEX_MESSAGE = re.compile(r"Expected `str` matching regex '.*'")
+_PLAIN_TEXT_RULE = "Expected text with a visible character and no NUL (U+0000)"
 
 
 def _field_name(key: str, message: str) -> str:
-    """The field at fault: msgspec reports an unknown field against its parent object."""
+    """The field at fault: msgspec reports an unknown field, or a struct-level check, against
+    the parent object; our own checks start their message with the field's name."""
+    named = _NAMED_BY_CHECK.match(message)
+    if named is not None and key in ("data", "body"):
+        return named[1]
     unknown = _UNKNOWN_FIELD.search(message)
     if unknown is None:
         return key
@@ -65,7 +74,7 @@ def _field_errors(extra: Any) -> list[FieldError]:
     errors: list[FieldError] = []
     for item in extra if isinstance(extra, list) else []:
         if isinstance(item, dict):
-            message = str(item.get("message", "invalid value"))
+            message = _REGEX_MESSAGE.sub(_PLAIN_TEXT_RULE, str(item.get("message", "invalid value")))
             errors.append(
                 FieldError(
                     field=_field_name(str(item.get("key") or "body"), message),
@@ -102,6 +111,16 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     )
 
 
+def data_error_handler(request: Request[Any, Any, Any], exc: psycopg.DataError) -> Response[Problem]:
+    """A value PostgreSQL refuses to store (e.g. a NUL character) that slipped past validation."""
+    logger.warning("rejected a value PostgreSQL cannot store: {error}", error=type(exc).__name__)
+    return problem_response(
+        HTTP_422_UNPROCESSABLE_ENTITY,
+        "A value in the request cannot be stored (for example a NUL character)",
+        instance=request.url.path,
+    )
+
+
 def unhandled_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     # Always logged with the traceback; the client gets no internals, only where to look.
     logger.opt(exception=exc).error("unhandled error on {path}", path=request.url.path)
@@ -115,6 +134,7 @@ def unhandled_exception_handler(request: Request[Any, Any, Any], exc: Exception)
 EXCEPTION_HANDLERS = {
     ValidationException: validation_handler,
     HTTPException: http_exception_handler,
+    psycopg.DataError: data_error_handler,
     Exception: unhandled_exception_handler,
 }
 

@@ -9,10 +9,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")]
-Description = Annotated[str, Meta(max_length=2000)]
-Content = Annotated[str, Meta(min_length=1, max_length=100_000, pattern=r"\S")]
-IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=200)]
+# Text PostgreSQL can store: no NUL (U+0000) anywhere; "non-blank" ones need a visible character.
+_NON_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*\Z"
+_NO_NUL = r"^[^\x00]*\Z"
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=_NON_BLANK)]
+Description = Annotated[str, Meta(max_length=2000, pattern=_NO_NUL)]
+Content = Annotated[str, Meta(min_length=1, max_length=100_000, pattern=_NON_BLANK)]
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=200, pattern=_NON_BLANK)]
 AwareDatetime = Annotated[datetime, Meta(tz=True)]
 Scope = Literal["admin"]
 
@@ -70,6 +73,10 @@ class EpisodeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     # Repeating a client id returns the first episode instead of a duplicate (like Idempotency-Key).
     client_id: IdempotencyKey | None = None
+
+    def __post_init__(self) -> None:
+        if self.metadata and b"\\u0000" in msgspec.json.encode(self.metadata):
+            raise ValueError("metadata: must not contain NUL (U+0000) characters")
 
 
 class BulkEpisodesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

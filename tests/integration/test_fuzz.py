@@ -157,11 +157,6 @@ NUL_CASES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: PostgreSQL rejects U+0000 in text/jsonb (psycopg.DataError) and the API answers 500; "
-    "fix: reject NUL in the HTTP structs (schemas.py) or map psycopg.DataError to 422 (errors.py)",
-)
 @pytest.mark.parametrize(("path", "body"), NUL_CASES)
 def test_nul_characters_are_a_client_error(target: Target, path: str, body: dict[str, Any]) -> None:
     response = target.client.http.post(path.format(project=target.project), json=body)

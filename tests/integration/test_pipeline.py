@@ -183,6 +183,8 @@ def test_same_text_in_two_projects_gives_two_graphs(
         ({"content": "ok", "reference_time": "2026-01-01T10:00:00"}, "reference_time"),
         ({"content": "ok", "colour": "blue"}, "colour"),
         ({"content": "ok", "source": "fax"}, "source"),
+        ({"content": "nul\x00inside"}, "content"),
+        ({"content": "ok", "metadata": {"note": "nul\x00inside"}}, "metadata"),
     ],
 )
 def test_bad_episodes_are_422_naming_the_field(client: Client, body: dict[str, object], field: str) -> None:
