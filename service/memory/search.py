@@ -19,6 +19,7 @@ text lower-cased (Lucene's AND/OR/NOT operators are upper-case only), and at mos
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -105,8 +106,11 @@ async def search(reader: GraphReader, project_id: str, request: SearchIn) -> Sea
     if query is None:
         return SearchOut(query=request.query, results=[])
     candidates_per_index = max(MIN_CANDIDATES, 3 * request.limit)
-    entity_rows = await reader.entity_hits(project_id, query, candidates_per_index)
-    fact_rows = await reader.fact_hits(project_id, query, candidates_per_index)
+    # The two fulltext queries run concurrently (separate sessions); the neighbourhood needs the seeds.
+    entity_rows, fact_rows = await asyncio.gather(
+        reader.entity_hits(project_id, query, candidates_per_index),
+        reader.fact_hits(project_id, query, candidates_per_index),
+    )
 
     entities: dict[str, _Candidate] = {}
     facts: dict[str, _Candidate] = {}
