@@ -125,7 +125,7 @@ def go_float(value: float) -> str:
 
 
 def humanize_percentage(value: float) -> str:
-    return "%.4g%%" % (value * 100)  # noqa: UP031 - Go's %.4g, the same in Python's %-format
+    return "%.4g%%" % (value * 100)
 
 
 def humanize_duration(value: float) -> str:

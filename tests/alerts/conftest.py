@@ -21,3 +21,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(skip)
+
+
+# (phase, event, seconds) recorded by the live test, printed after the run.
+TIMINGS: list[tuple[str, str, float]] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not TIMINGS:
+        return
+    terminalreporter.section("live alert timings (seconds after the fault / the recovery)")
+    for phase, event, seconds in TIMINGS:
+        terminalreporter.write_line(f"{phase:>13}  {seconds:6.1f}s  {event}")

@@ -103,15 +103,29 @@ def error_ratio(alert: AlertSpec, steps: int) -> list[Scenario]:
             ):
                 base = {**_job(API_JOB), **pod, "method": method, "route": route}
                 ok, err = (200 - errors) * share, errors * share
-                out.append((series_name("http_requests_total", {**base, "status": ok_status}), counter(ok, steps)))
-                out.append((series_name("http_requests_total", {**base, "status": "503"}), counter(err, steps)))
+                out.append(
+                    (series_name("http_requests_total", {**base, "status": ok_status}), counter(ok, steps))
+                )
+                out.append(
+                    (series_name("http_requests_total", {**base, "status": "503"}), counter(err, steps))
+                )
                 # 4xx are the clients' errors, not the service's.
                 out.append((series_name("http_requests_total", {**base, "status": "404"}), counter(7, steps)))
             # Probes are not users: their 503s (a dependency is down) do not count, nor dilute.
             probe = {**_job(API_JOB), **pod, "method": "GET"}
             ready = "503" if probe_errors else "200"
-            out.append((series_name("http_requests_total", {**probe, "route": "/ready", "status": ready}), counter(300, steps)))
-            out.append((series_name("http_requests_total", {**probe, "route": "/health", "status": "200"}), counter(300, steps)))
+            out.append(
+                (
+                    series_name("http_requests_total", {**probe, "route": "/ready", "status": ready}),
+                    counter(300, steps),
+                )
+            )
+            out.append(
+                (
+                    series_name("http_requests_total", {**probe, "route": "/health", "status": "200"}),
+                    counter(300, steps),
+                )
+            )
         return out
 
     labels = {"job": API_JOB, "namespace": NAMESPACE}
@@ -138,7 +152,7 @@ def latency(alert: AlertSpec, steps: int) -> list[Scenario]:
         base = {**_job(API_JOB), **pod, "method": "GET", "route": route}
         for b in [*bounds, math.inf]:
             le = "+Inf" if b == math.inf else num(b)
-            full = le_with_all is None and b == math.inf or le_with_all is not None and b >= le_with_all
+            full = (le_with_all is None and b == math.inf) or (le_with_all is not None and b >= le_with_all)
             out.append(
                 (
                     series_name("http_request_duration_seconds_bucket", {**base, "le": le}),
