@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 
 from service.api.errors import problem_spec
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
-from service.api.projects import busy_conflict, project_of
+from service.api.projects import ERASURE_UNAVAILABLE, busy_conflict, erasure_unavailable, project_of
 from service.api.schemas import BulkEpisodesIn, BulkEpisodesOut, EpisodeIn, EpisodeOut, EpisodePage
 from service.auth.keys import Principal
 from service.lifespan import Resources
@@ -140,7 +140,10 @@ class EpisodeController(Controller):
         summary="Delete an episode and what only it supported",
         description="Removes the episode, the facts only it supported and the entities no other episode "
         "mentions; shared facts keep their other sources. 409 with Retry-After while a worker processes it.",
-        responses={409: problem_spec("A worker is processing this episode; see Retry-After")},
+        responses={
+            409: problem_spec("A worker is processing this episode; see Retry-After"),
+            503: problem_spec(ERASURE_UNAVAILABLE),
+        },
     )
     async def delete_episode(
         self, project_id: uuid.UUID, episode_id: uuid.UUID, principal: Principal, resources: Resources
@@ -150,5 +153,7 @@ class EpisodeController(Controller):
             found = await erasure.delete_episode(resources, project_id, episode_id)
         except erasure.Busy:
             raise busy_conflict("episode") from None
+        except erasure.Unavailable:
+            raise erasure_unavailable() from None
         if not found:
             raise NotFoundException(f"No episode {episode_id}")

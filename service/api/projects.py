@@ -5,9 +5,14 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, delete, get, post
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
+from litestar.status_codes import (
+    HTTP_201_CREATED,
+    HTTP_204_NO_CONTENT,
+    HTTP_409_CONFLICT,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from service.api.errors import problem_spec
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
@@ -16,6 +21,8 @@ from service.auth.keys import Principal
 from service.lifespan import Resources
 from service.stores import erasure, tenancy
 from service.stores.tenancy import ProjectRow
+
+ERASURE_UNAVAILABLE = "Neo4j or Redis is unavailable; nothing was committed, retry later"
 
 
 async def project_of(resources: Resources, principal: Principal, project_id: uuid.UUID) -> ProjectRow:
@@ -72,13 +79,18 @@ class ProjectController(Controller):
         summary="Erase a project everywhere",
         description="Deletes its episodes and the project in PostgreSQL, its graph, its event stream and "
         "its LLM cache. 409 with Retry-After while a worker is processing one of its episodes.",
-        responses={409: problem_spec("A worker is processing one of its episodes; see Retry-After")},
+        responses={
+            409: problem_spec("A worker is processing one of its episodes; see Retry-After"),
+            503: problem_spec(ERASURE_UNAVAILABLE),
+        },
     )
     async def delete_project(self, project_id: uuid.UUID, principal: Principal, resources: Resources) -> None:
         try:
             found = await erasure.erase_project(resources, principal.tenant_id, project_id)
         except erasure.Busy:
             raise busy_conflict("project") from None
+        except erasure.Unavailable:
+            raise erasure_unavailable() from None
         if not found:
             raise NotFoundException(f"No project {project_id}")
 
@@ -87,5 +99,13 @@ def busy_conflict(what: str) -> ClientException:
     return ClientException(
         f"A worker is processing this {what}'s episodes; retry shortly",
         status_code=HTTP_409_CONFLICT,
+        headers={"Retry-After": str(erasure.BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
+def erasure_unavailable() -> HTTPException:
+    return HTTPException(
+        ERASURE_UNAVAILABLE,
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(erasure.BUSY_RETRY_AFTER_SECONDS)},
     )

@@ -22,7 +22,9 @@ from typing import LiteralString
 import anyio.to_thread
 from loguru import logger
 from neo4j import AsyncDriver, AsyncManagedTransaction
+from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 from psycopg import AsyncConnection
+from redis.exceptions import RedisError
 from rq.job import Job, JobStatus
 
 from service.lifespan import Resources
@@ -72,6 +74,13 @@ WITH r LIMIT $batch DELETE r RETURN count(*) AS deleted
 
 class Busy(Exception):
     """An episode is being processed by a worker right now; retry shortly."""
+
+
+class Unavailable(Exception):
+    """Neo4j or Redis failed midway; nothing was committed in PostgreSQL, so retry later."""
+
+
+_UNAVAILABLE = (ServiceUnavailable, SessionExpired, TransientError, RedisError)
 
 
 async def delete_episode_graph(driver: AsyncDriver, database: str, project_id: str, episode_id: str) -> None:
@@ -174,8 +183,11 @@ async def delete_episode(resources: Resources, project_id: uuid.UUID, episode_id
         await delete_episode_graph(resources.graph, settings.neo4j_database, str(project_id), str(episode_id))
 
     window = timedelta(seconds=settings.job_timeout_seconds)
-    async with resources.pool.connection() as conn:
-        return await delete_episode_rows(conn, project_id, episode_id, window, graph)
+    try:
+        async with resources.pool.connection() as conn:
+            return await delete_episode_rows(conn, project_id, episode_id, window, graph)
+    except _UNAVAILABLE as exc:
+        raise Unavailable(type(exc).__name__) from exc
 
 
 async def erase_project(resources: Resources, tenant_id: uuid.UUID, project_id: uuid.UUID) -> bool:
@@ -189,5 +201,8 @@ async def erase_project(resources: Resources, tenant_id: uuid.UUID, project_id: 
         logger.info("erased project {project}: {n} graph items", project=project_id, n=removed)
 
     window = timedelta(seconds=settings.job_timeout_seconds)
-    async with resources.pool.connection() as conn:
-        return await erase_project_rows(conn, tenant_id, project_id, window, everything_else)
+    try:
+        async with resources.pool.connection() as conn:
+            return await erase_project_rows(conn, tenant_id, project_id, window, everything_else)
+    except _UNAVAILABLE as exc:
+        raise Unavailable(type(exc).__name__) from exc
