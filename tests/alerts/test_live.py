@@ -491,6 +491,7 @@ CORE_PANELS = {
     "Job duration p50 / p99",
     "Busy workers / heartbeat age",
     "Targets up",
+    "Episodes accepted / rejected",
 }
 
 
