@@ -41,7 +41,6 @@ for s in postgres redis neo4j; do
     STARTED+=("$s")
   fi
 done
-"$VENV/bin/memstack" migrate >/dev/null
 
 status=0
 MEMSTACK_ALERTS_TEST=1 \

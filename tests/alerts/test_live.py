@@ -24,11 +24,13 @@ Time to fire and to resolve are reported at the end of the run.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -276,7 +278,28 @@ def _prometheus_config(api_metrics: int, worker_metrics: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def exclusive() -> Iterator[None]:
+    """One live alert test at a time on this machine: they would share Redis DB 14 and its
+    `rq suspend` flag (`make test` runs of other checkouts use the same servers)."""
+    path = Path(tempfile.gettempdir()) / "memstack-alerts-live.lock"
+    with path.open("w") as lock:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"another live alert test holds {path}") from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("alerts-live")
     base = local_environ()
     database = f"memstack_alerts_{uuid.uuid4().hex[:10]}"
