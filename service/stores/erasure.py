@@ -35,6 +35,8 @@ from service.stores.redis import create_sync_redis
 
 GRAPH_BATCH = 1000
 BUSY_RETRY_AFTER_SECONDS = 5
+# Per graph transaction; past it the DELETE answers 503 (nothing committed in PostgreSQL).
+RETRY_SECONDS = 5.0
 
 # Facts the episode supported: drop its id; delete those it alone supported.
 _EPISODE_FACTS: LiteralString = """
@@ -89,7 +91,7 @@ async def delete_episode_graph(driver: AsyncDriver, database: str, project_id: s
         await (await tx.run(_EPISODE_FACTS, params)).consume()
         await (await tx.run(_EPISODE_NODES, params)).consume()
 
-    async with driver.session(database=database) as session:
+    async with driver.session(database=database, max_transaction_retry_time=RETRY_SECONDS) as session:
         await session.execute_write(work)
 
 
@@ -103,7 +105,7 @@ async def erase_project_graph(
         return int(record["deleted"]) if record else 0
 
     total = 0
-    async with driver.session(database=database) as session:
+    async with driver.session(database=database, max_transaction_retry_time=RETRY_SECONDS) as session:
         for query in _PROJECT_BATCH.values():
             while deleted := await session.execute_write(batch, query):
                 total += deleted

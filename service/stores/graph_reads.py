@@ -15,7 +15,9 @@ import binascii
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
-from neo4j import AsyncDriver, RoutingControl
+from neo4j import AsyncDriver, AsyncManagedTransaction
+
+READ_RETRY_SECONDS = 3.0
 
 _ENTITY_HITS: LiteralString = """
 CALL db.index.fulltext.queryNodes('entity_text', $query) YIELD node, score
@@ -121,10 +123,15 @@ class GraphReader:
     database: str
 
     async def _read(self, cypher: LiteralString, /, **params: Any) -> list[dict[str, Any]]:
-        result = await self.driver.execute_query(
-            cypher, params, database_=self.database, routing_=RoutingControl.READ
-        )
-        return [record.data() for record in result.records]
+        async def work(tx: AsyncManagedTransaction) -> list[dict[str, Any]]:
+            return [record.data() async for record in await tx.run(cypher, params)]
+
+        # An HTTP read retries briefly (the driver's default is 30 s), then the caller answers 503.
+        async with self.driver.session(
+            database=self.database, max_transaction_retry_time=READ_RETRY_SECONDS
+        ) as session:
+            rows: list[dict[str, Any]] = await session.execute_read(work)
+        return rows
 
     async def entity_hits(self, project_id: str, query: str, limit: int) -> list[dict[str, Any]]:
         return await self._read(_ENTITY_HITS, project_id=project_id, query=query, limit=limit)

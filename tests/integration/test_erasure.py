@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,7 +21,7 @@ from service.settings import Settings
 from service.stores.erasure import erase_project_graph
 from service.stores.events import stream_key
 from service.stores.redis import create_sync_redis
-from tests.integration.conftest import RunningApi
+from tests.integration.conftest import RunningApi, free_port, running_api
 from tests.integration.pipeline_helpers import (
     Client,
     RunningWorker,
@@ -228,3 +230,36 @@ def test_a_job_for_an_erased_project_writes_nothing(client: Client, settings: Se
         redis.close()
     assert (outcome.skipped, outcome.completed, outcome.failed) == (3, [], {})
     assert not any(everything_of(settings, project).values())
+
+
+def test_a_neo4j_outage_is_a_503_that_commits_nothing(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    project = client.create_project()
+    episode = uuid.uuid4()
+    sql(
+        settings,
+        "INSERT INTO episodes (id, project_id, content, status) VALUES (%s, %s, 'x', 'completed')",
+        episode,
+        project,
+    )
+    nowhere = f"bolt://127.0.0.1:{free_port()}"  # nothing listens there
+    with running_api(tmp_path / "api.log", NEO4J_URI=nowhere) as broken:
+        outage = Client(broken.base_url, settings.memstack_bootstrap_api_key)
+        base = f"/api/v1/projects/{project}"
+        calls = [
+            ("POST", f"{base}/search", {"query": "Alice"}),
+            ("GET", f"{base}/graph", None),
+            ("DELETE", f"{base}/episodes/{episode}", None),
+            ("DELETE", base, None),
+        ]
+        for method, url, body in calls:
+            started = time.monotonic()
+            response = outage.http.request(method, url, json=body)
+            assert response.status_code == 503, (method, url, response.text)
+            assert int(response.headers["retry-after"]) > 0
+            assert time.monotonic() - started < 15
+        assert "unhandled error" not in broken.log()
+    assert sql(settings, "SELECT count(*) FROM episodes WHERE id = %s", episode) == [(1,)]
+    assert client.http.get(f"/api/v1/projects/{project}").status_code == 200
+    assert client.http.delete(f"/api/v1/projects/{project}").status_code == 204
