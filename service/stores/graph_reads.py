@@ -15,7 +15,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
-from neo4j import AsyncDriver, AsyncManagedTransaction
+from neo4j import AsyncDriver, AsyncManagedTransaction, NotificationDisabledClassification
 
 READ_RETRY_SECONDS = 3.0
 
@@ -127,8 +127,12 @@ class GraphReader:
             return [record.data() async for record in await tx.run(cypher, params)]
 
         # An HTTP read retries briefly (the driver's default is 30 s), then the caller answers 503.
+        # `invalid_at` is written as null, so until some fact has one the property key does not
+        # exist and Neo4j would warn ("UNRECOGNIZED") on every read that returns it.
         async with self.driver.session(
-            database=self.database, max_transaction_retry_time=READ_RETRY_SECONDS
+            database=self.database,
+            max_transaction_retry_time=READ_RETRY_SECONDS,
+            notifications_disabled_classifications=[NotificationDisabledClassification.UNRECOGNIZED],
         ) as session:
             rows: list[dict[str, Any]] = await session.execute_read(work)
         return rows

@@ -205,3 +205,9 @@ def test_another_tenant_gets_404_on_every_new_route(
     # Nothing was touched: the owner still sees everything.
     assert corpus.client.http.get(f"{base}/episodes/{episode}").status_code == 200
     assert names(search(corpus, "Acme"), "entity")
+
+
+def test_graph_reads_log_no_neo4j_warnings(corpus: Corpus, api: RunningApi) -> None:
+    search(corpus, "Acme Berlin")
+    corpus.client.http.get(f"/api/v1/projects/{corpus.project}/entities/{entity_id('Acme Corp')}")
+    assert "Received notification from DBMS server" not in api.log()
