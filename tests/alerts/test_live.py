@@ -16,6 +16,8 @@ The phases run in file order, each from a healthy state and back to it:
   backlog      the worker suspended (`rq suspend`: alive and scraped, taking no jobs), episodes
                posted until the queue passes the threshold: MemStackQueueNearFull fires;
                resumed: it resolves
+  job failures the worker's way to Neo4j cut: its jobs fail, MemStackJobFailureRatioHigh fires;
+               restored: it resolves once the failures leave the rate window
   targets down API and worker killed: MemStackApiDown and MemStackWorkerDown fire; restarted:
                they resolve
 Time to fire and to resolve are reported at the end of the run.
@@ -126,6 +128,7 @@ class Stack:
     prometheus: PrometheusApi
     pg_proxy: TcpProxy
     neo4j_proxy: TcpProxy
+    worker_graph_proxy: TcpProxy
     redis: redis.Redis
     rules: dict[str, AlertSpec]
     spec: dict[str, Any]
@@ -317,7 +320,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator
         connection.flushdb()
         pg_proxy = TcpProxy(int(base.get("POSTGRES_PORT", "5432")))
         neo4j_proxy = TcpProxy(int(base.get("NEO4J_BOLT_PORT", "7687")))
-        proxies += [pg_proxy, neo4j_proxy]
+        worker_graph_proxy = TcpProxy(int(base.get("NEO4J_BOLT_PORT", "7687")))
+        proxies += [pg_proxy, neo4j_proxy, worker_graph_proxy]
         for proxy in proxies:
             proxy.start()
         env = {
@@ -329,6 +333,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator
             "REDIS_DB": str(REDIS_DB),
             "QUEUE_MAX_SIZE": str(QUEUE_MAX_SIZE),
             "RATE_LIMIT_PER_MINUTE": "0",
+            # The API sets a job's retries when it queues it: none, so that a job that cannot
+            # write the graph fails at once (after the Neo4j driver's own retries).
+            "JOB_MAX_RETRIES": "0",
             "LOG_FORMAT": "text",
             "LOG_LEVEL": "INFO",
             "ENVIRONMENT": "alerts-live",
@@ -342,11 +349,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator
         rules = {name: AlertSpec.of(rule) for name, rule in alert_rules(spec).items()}
 
         api_port, api_metrics, worker_metrics, prom_port = free_port(), free_port(), free_port(), free_port()
-        # The worker goes straight to the databases: only the API loses them in the outage.
+        # The worker has its own way to Neo4j (cut in the job-failure phase) and goes straight to
+        # PostgreSQL: only the API loses its databases in the outage.
         worker_env = {
             **env,
             "POSTGRES_PORT": base.get("POSTGRES_PORT", "5432"),
-            "NEO4J_URI": base.get("NEO4J_URI", "bolt://127.0.0.1:7687"),
+            "NEO4J_URI": f"bolt://127.0.0.1:{worker_graph_proxy.port}",
         }
         api = api_process(work, api_port, api_metrics, env)
         worker = worker_process(work, worker_metrics, worker_env)
@@ -377,6 +385,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator
             prometheus=PrometheusApi(f"http://127.0.0.1:{prom_port}"),
             pg_proxy=pg_proxy,
             neo4j_proxy=neo4j_proxy,
+            worker_graph_proxy=worker_graph_proxy,
             redis=connection,
             rules=rules,
             spec=spec,
@@ -578,6 +587,34 @@ def test_queue_backlog_fires_queue_near_full(stack: Stack) -> None:
     wait_until("the queue to drain", lambda: stack.queue_length() == 0, 60)
     _record("backlog", "queue drained", time.monotonic() - resumed)
     _wait_resolved(stack, "backlog", resumed, "MemStackQueueNearFull")
+    _wait_healthy(stack)
+
+
+def test_graph_writes_failing_fire_job_failure_ratio(stack: Stack) -> None:
+    _wait_healthy(stack)
+    cut = time.monotonic()
+    stack.worker_graph_proxy.cut()
+    try:
+        for n in range(3):
+            response = _post_episode(stack, f"Failing {n}: Alan Turing worked with Joan Clarke at Bletchley.")
+            assert response.status_code == 202, response.text
+        fired = _wait_firing(
+            stack,
+            "job failures",
+            cut,
+            ("MemStackJobFailureRatioHigh", {"namespace": NAMESPACE, "task": "ingest_episodes"}),
+        )
+        assert (
+            float(next(iter(fired.values()))["value"]) > stack.rules["MemStackJobFailureRatioHigh"].threshold
+        )
+        # The API still reaches Neo4j: this is the worker's problem, not a dependency outage.
+        assert not stack.prometheus.active("MemStackDependencyDown")
+    finally:
+        stack.worker_graph_proxy.restore()
+    restored = time.monotonic()
+    # Fresh work succeeds again; the failures leave the rate window.
+    assert _post_episode(stack, "Recovered: Ada Lovelace wrote to Mary Somerville.").status_code == 202
+    _wait_resolved(stack, "job failures", restored, "MemStackJobFailureRatioHigh")
     _wait_healthy(stack)
 
 
