@@ -347,8 +347,10 @@ def install(cluster: Cluster, rel: Release, helm: int | None = None) -> None:
     assert cluster.get("namespace", rel.namespace, None) is None, f"namespace {rel.namespace} already exists"
     rel.rendered = cluster.template(h, rel.namespace, rel.values_args)
     assert of_kind(rel.rendered, "Deployment"), "helm template rendered no Deployment"
+    # Fail fast, with the reason, on a hook that cannot start on a first install.
+    assert_hook_inputs_are_earlier_hooks(rel, migration_job(rel, "pre-install"), "pre-install")
     ensure_prerequisites(cluster, rel)
-    cluster.helm(
+    res = cluster.helm(
         h,
         "install",
         RELEASE,
@@ -360,7 +362,15 @@ def install(cluster: Cluster, rel: Release, helm: int | None = None) -> None:
         wait_flag(h),
         "--timeout",
         TIMEOUT,
+        check=False,
     )
+    if res.returncode != 0:
+        warnings = [
+            f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}: {e.get('message')}"
+            for e in cluster.events(rel.namespace)
+            if e.get("type") == "Warning"
+        ]
+        raise AssertionError(f"{res.describe()}\nwarning events: {warnings}")
     assert history_statuses(cluster, rel) == [(1, "deployed")]
     # The manifest Helm stored is exactly what `helm template` renders (same object set).
     stored = {ident(o) for o in cluster.manifest(h, rel.namespace)}
@@ -374,9 +384,9 @@ def install(cluster: Cluster, rel: Release, helm: int | None = None) -> None:
     for obj in hooks_for(rel.rendered, "pre-install"):
         policy = (obj["metadata"].get("annotations") or {}).get("helm.sh/hook-delete-policy", "")
         if "hook-succeeded" in policy:
-            res, name = ident(obj)
-            assert cluster.get(res, name, rel.namespace) is None, (
-                f"hook {res}/{name} not deleted after success"
+            kind, name = ident(obj)
+            assert cluster.get(kind, name, rel.namespace) is None, (
+                f"hook {kind}/{name} not deleted after success"
             )
 
 
