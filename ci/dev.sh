@@ -7,12 +7,14 @@ source "$(dirname "$0")/lib.sh"
 LOG_PREFIX=dev
 cd "$REPO_ROOT"
 
-set -a
-# shellcheck source=ci/local.env
-source ci/local.env
+load_local_env
 # A developer's own .env wins over the local defaults.
-[ -f .env ] && source .env
-set +a
+if [ -f .env ]; then
+  set -a
+  # shellcheck source=/dev/null
+  source .env
+  set +a
+fi
 
 bash ci/install-python.sh
 bash ci/infra.sh up

@@ -89,3 +89,29 @@ with socket.socket() as s:
     sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)
 PY
 }
+
+# load_local_env: export the local stack's settings (ci/local.env) into this shell.
+load_local_env() {
+  set -a
+  # shellcheck source=ci/local.env
+  source "$REPO_ROOT/ci/local.env"
+  set +a
+}
+
+# ensure_servers: start whichever of PostgreSQL, Redis and Neo4j is not running, and stop
+# exactly those again when the calling script exits; servers already running are left alone.
+STARTED_SERVERS=()
+stop_started_servers() {
+  local s
+  for s in "${STARTED_SERVERS[@]}"; do bash "$REPO_ROOT/ci/$s.sh" stop || true; done
+}
+ensure_servers() {
+  local s
+  trap stop_started_servers EXIT
+  for s in postgres redis neo4j; do
+    if ! bash "$REPO_ROOT/ci/$s.sh" status >/dev/null 2>&1; then
+      bash "$REPO_ROOT/ci/$s.sh" start
+      STARTED_SERVERS+=("$s")
+    fi
+  done
+}

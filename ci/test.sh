@@ -4,29 +4,15 @@
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
-LOG_PREFIX=test
+LOG_PREFIX="test"
 cd "$REPO_ROOT"
 started_at=$(date +%s)
 
-set -a
-# shellcheck source=ci/local.env
-source ci/local.env
-set +a
+load_local_env
 
 bash ci/install-python.sh
 
-STARTED=()
-cleanup() {
-  local s
-  for s in "${STARTED[@]}"; do bash "ci/$s.sh" stop || true; done
-}
-trap cleanup EXIT
-for s in postgres redis neo4j; do
-  if ! bash "ci/$s.sh" status >/dev/null 2>&1; then
-    bash "ci/$s.sh" start
-    STARTED+=("$s")
-  fi
-done
+ensure_servers
 
 log "lint"
 make --no-print-directory lint
