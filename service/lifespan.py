@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -40,9 +40,9 @@ def resources_from(app: Litestar) -> Resources:
     return resources
 
 
-def lifespan_for(  # type: ignore[no-untyped-def]
+def lifespan_for(
     settings: Settings, metrics: ApiMetrics, tracer_provider: TracerProvider | None = None
-):
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         metrics_server = MetricsServer(metrics.registry, settings.metrics_port)
