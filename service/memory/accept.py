@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import uuid
 
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from loguru import logger
+from psycopg.errors import ForeignKeyViolation
 from redis.exceptions import RedisError
 
 from service.lifespan import Resources
@@ -43,7 +44,10 @@ async def accept_episodes(
     if size >= resources.queue.max_size:
         raise _refuse(resources, "queue_full", f"The queue is full ({size} jobs); retry later", len(items))
     async with resources.pool.connection() as conn:
-        inserted, duplicates = await store.insert_episodes(conn, project_id, items)
+        try:
+            inserted, duplicates = await store.insert_episodes(conn, project_id, items)
+        except ForeignKeyViolation:  # the project was deleted after it was looked up
+            raise NotFoundException(f"No project {project_id}") from None
         if inserted:
             ids = [row.id for row in inserted]
             try:

@@ -35,7 +35,8 @@ CALL () {
   UNWIND $mentions AS m
   MATCH (ep:Episode {id: m.episode_id})
   MATCH (e:Entity {uid: m.uid})
-  MERGE (ep)-[:MENTIONS]->(e)
+  MERGE (ep)-[r:MENTIONS]->(e)
+    ON CREATE SET r.project_id = m.project_id
 }
 CALL () {
   UNWIND $facts AS f
@@ -97,7 +98,7 @@ class GraphBatch:
                     "summary": entity.summary,
                 },
             )
-            self.mentions.append({"episode_id": episode_id, "uid": uid})
+            self.mentions.append({"episode_id": episode_id, "uid": uid, "project_id": project_id})
         for fact in extraction.facts:
             uid = fact_uid(project_id, fact.source, fact.name, fact.target)
             merged = self.facts.setdefault(

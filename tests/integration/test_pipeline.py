@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from service.settings import Settings
@@ -19,6 +20,7 @@ from tests.integration.pipeline_helpers import (
     Client,
     RunningWorker,
     graph_counts,
+    graph_query,
     project_graph,
     running_worker,
 )
@@ -266,3 +268,32 @@ def test_neo4j_outage_retries_and_loses_nothing(settings: Settings, tmp_path: Pa
     assert graph_counts(settings, project) == {"entities": 2, "episodes": 5, "facts": 1, "mentions": 10}
     assert retried >= 1
     assert max(attempts) >= 2
+
+
+def test_episode_posted_while_its_project_is_deleted_gets_404(client: Client, settings: Settings) -> None:
+    project = client.create_project()
+    result: list[httpx.Response] = []
+    with psycopg.connect(settings.postgres_conninfo) as conn:
+        # Hold the project row as a project DELETE does, so the insert waits on it.
+        conn.execute("SELECT id FROM projects WHERE id = %s FOR UPDATE", (project,))
+        poster = threading.Thread(
+            target=lambda: result.append(client.post_episode(project, "Wendy met Xavier."))
+        )
+        poster.start()
+        time.sleep(1.0)
+        assert poster.is_alive()  # blocked behind the lock
+        conn.execute("DELETE FROM projects WHERE id = %s", (project,))
+        conn.commit()
+    poster.join(30)
+    assert result[0].status_code == 404, result[0].text
+    assert result[0].headers["content-type"] == "application/problem+json"
+
+
+def test_every_mention_carries_its_project(client: Client, worker: RunningWorker, settings: Settings) -> None:
+    project = client.create_project()
+    client.post_episode(project, KNOWN_TEXT)
+    client.wait_all(project, "completed", 1)
+    rows = graph_query(
+        settings, "MATCH ()-[m:MENTIONS]->(:Entity {project_id: $p}) RETURN m.project_id AS p", p=project
+    )
+    assert [row["p"] for row in rows] == [project] * len(KNOWN_ENTITIES)
