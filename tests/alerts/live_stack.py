@@ -215,8 +215,8 @@ def worker_process(log_dir: Path, metrics_port: int, env: dict[str, str]) -> Pro
 
 
 def prometheus_binary() -> str:
-    found = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(found).exists():
+    found = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
+    if not found or not Path(found).exists():
         raise RuntimeError(
             "the Prometheus server is missing: ci/alerts-test.sh installs Debian's `prometheus`"
         )
