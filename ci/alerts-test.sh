@@ -23,24 +23,8 @@ command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 log "tools: $tools_bin; prometheus: $(prometheus --version 2>&1 | head -1)"
 bash ci/install-python.sh
 
-set -a
-# shellcheck source=ci/local.env
-source ci/local.env
-set +a
-
-STARTED=()
-# shellcheck disable=SC2329  # invoked by the EXIT trap
-cleanup() {
-  local s
-  for s in "${STARTED[@]}"; do bash "ci/$s.sh" stop || true; done
-}
-trap cleanup EXIT
-for s in postgres redis neo4j; do
-  if ! bash "ci/$s.sh" status >/dev/null 2>&1; then
-    bash "ci/$s.sh" start
-    STARTED+=("$s")
-  fi
-done
+load_local_env
+ensure_servers  # starts what is not running, stops exactly that again on exit
 
 status=0
 MEMSTACK_ALERTS_TEST=1 \
