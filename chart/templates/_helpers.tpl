@@ -260,11 +260,16 @@ priorityClassName: {{ . }}
 {{- end -}}
 
 {{- define "memstack.podSecurity" -}}
+{{- include "memstack.podSecurityAs" (dict "root" . "serviceAccountName" (include "memstack.serviceAccountName" .)) }}
+{{- end -}}
+
+{{/* Pod security with a given service account (the migration hook runs before the release's own exists). */}}
+{{- define "memstack.podSecurityAs" -}}
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-serviceAccountName: {{ include "memstack.serviceAccountName" . }}
-automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
-{{- with .Values.imagePullSecrets }}
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+serviceAccountName: {{ .serviceAccountName }}
+automountServiceAccountToken: {{ .root.Values.serviceAccount.automountServiceAccountToken }}
+{{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}

@@ -441,16 +441,20 @@ def test_migration_hook(helm: str, env: str) -> None:
     job = rendered.get("Job", f"{FULLNAME}-migrations")
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    # Succeeded hooks are removed (uninstall leaves nothing); a failed one stays for inspection.
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     assert job["spec"]["activeDeadlineSeconds"] == 600
     assert containers(job)[0]["command"] == ["memstack", "migrate"]
     assert pod_spec(job)["restartPolicy"] == "Never"
     # Its config exists before it: lower-weight hooks, removed once the hooks succeed.
-    for kind in ("ConfigMap", "Secret"):
+    # The release's ServiceAccount only exists after the pre-install hooks: the Job has its own.
+    assert pod_spec(job)["serviceAccountName"] == f"{FULLNAME}-migrations"
+    assert rendered.has("ServiceAccount", f"{FULLNAME}-migrations")
+    for kind in ("ConfigMap", "Secret", "ServiceAccount"):
         if not rendered.has(kind, f"{FULLNAME}-migrations"):
             continue
         hook = rendered.get(kind, f"{FULLNAME}-migrations")["metadata"]["annotations"]
-        assert int(hook["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+        assert int(hook["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"]), kind
         assert hook["helm.sh/hook"] == "pre-install,pre-upgrade"
         assert "before-hook-creation" in hook["helm.sh/hook-delete-policy"]
     env_from = containers(job)[0]["envFrom"][0]["configMapRef"]["name"]
