@@ -7,11 +7,16 @@ import uuid
 
 from loguru import logger
 from rq import get_current_job
+from rq.job import Job
 
 from service.memory.ingest import ingest_batch
 from worker import context
 
 INGEST_TASK = "ingest_episodes"
+
+
+def _left_after_this(job: Job | None) -> int:
+    return max((job.retries_left or 0) - 1, 0) if job else 0
 
 
 def ingest_episodes(episode_ids: list[str]) -> dict[str, int]:
@@ -25,11 +30,12 @@ def ingest_episodes(episode_ids: list[str]) -> dict[str, int]:
         )
     except Exception as exc:
         ctx.metrics.jobs.labels(INGEST_TASK, "failed" if final_attempt else "retried").inc()
+        # RQ counts this retry down after the job returns, hence the - 1.
         logger.warning(
-            "ingest of {n} episodes will be retried ({left} retries left): {error}",
+            "ingest of {n} episodes failed ({error}); {what}",
             n=len(episode_ids),
-            left=job.retries_left if job else 0,
             error=type(exc).__name__,
+            what="no retries left" if final_attempt else f"retrying ({_left_after_this(job)} more left)",
         )
         raise
     finally:

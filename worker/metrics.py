@@ -52,6 +52,9 @@ class WorkerMetrics:
             buckets=JOB_BUCKETS,
             registry=r,
         )
+        # Known label values start at 0, so that rate() sees the very first failure.
+        for status in ("succeeded", "failed", "retried"):
+            self.jobs.labels("ingest_episodes", status)
         self.busy = Gauge("memstack_worker_busy", "1 while the worker runs a job.", registry=r)
         self.heartbeat = Gauge(
             "memstack_worker_last_heartbeat_timestamp_seconds",

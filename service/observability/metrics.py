@@ -56,6 +56,9 @@ class ApiMetrics:
         )
         for dependency in DEPENDENCIES:
             self.dependency_up.labels(dependency).set(0)
+        # Known label values start at 0, so that rate() sees the very first rejection.
+        for reason in ("queue_full", "queue_unavailable"):
+            self.episodes_rejected.labels(reason)
 
 
 class MetricsServer:
