@@ -22,7 +22,7 @@ tools: ## Install helm 3 and 4, promtool and the chart linters (idempotent)
 dev: install ## Run the service locally: start PostgreSQL, Redis and Neo4j, migrate, run API (reload) and worker
 	@bash ci/dev.sh
 
-test: ## Install and run every test from nothing (lint, unit, integration, chart, alerts)
+test: ## Install and run every test from nothing (lint, unit, integration, chart, alerts, e2e)
 	@bash ci/test.sh
 
 lint: install ## ruff (lint + format check) and mypy --strict over code and tests

@@ -23,7 +23,8 @@ log "unit and integration tests"
 .venv/bin/memstack migrate
 .venv/bin/pytest tests/unit tests/integration
 
-for suite in chart-test alerts-test; do
+# e2e: helm install/upgrade/rollback on a real API server (built once, then cached).
+for suite in chart-test alerts-test e2e; do
   if [ -f "ci/$suite.sh" ]; then
     log "$suite"
     bash "ci/$suite.sh"
