@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from service.api.errors import problem_spec
@@ -71,12 +71,12 @@ class EpisodeController(Controller):
     )
     async def create_episode(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         data: EpisodeIn,
         principal: Principal,
         resources: Resources,
         idempotency_key: Annotated[
-            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=200)
+            str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
         ] = None,
     ) -> Response[EpisodeOut]:
         await project_of(resources, principal, project_id)
@@ -97,7 +97,11 @@ class EpisodeController(Controller):
         responses={503: problem_spec(QUEUE_UNAVAILABLE)},
     )
     async def create_episodes(
-        self, project_id: uuid.UUID, data: BulkEpisodesIn, principal: Principal, resources: Resources
+        self,
+        project_id: FromPath[uuid.UUID],
+        data: BulkEpisodesIn,
+        principal: Principal,
+        resources: Resources,
     ) -> BulkEpisodesOut:
         await project_of(resources, principal, project_id)
         inserted, duplicates = await accept_episodes(
@@ -110,7 +114,7 @@ class EpisodeController(Controller):
     @get("/", summary="List episodes (cursor pagination, optional status filter)")
     async def list_episodes(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         principal: Principal,
         resources: Resources,
         status: EpisodeStatus | None = None,
@@ -125,7 +129,11 @@ class EpisodeController(Controller):
 
     @get("/{episode_id:uuid}", summary="Get an episode with its content and status")
     async def get_episode(
-        self, project_id: uuid.UUID, episode_id: uuid.UUID, principal: Principal, resources: Resources
+        self,
+        project_id: FromPath[uuid.UUID],
+        episode_id: FromPath[uuid.UUID],
+        principal: Principal,
+        resources: Resources,
     ) -> EpisodeOut:
         await project_of(resources, principal, project_id)
         async with resources.pool.connection() as conn:
@@ -146,7 +154,11 @@ class EpisodeController(Controller):
         },
     )
     async def delete_episode(
-        self, project_id: uuid.UUID, episode_id: uuid.UUID, principal: Principal, resources: Resources
+        self,
+        project_id: FromPath[uuid.UUID],
+        episode_id: FromPath[uuid.UUID],
+        principal: Principal,
+        resources: Resources,
     ) -> None:
         await project_of(resources, principal, project_id)
         try:

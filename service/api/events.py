@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from loguru import logger
 from redis.exceptions import RedisError
@@ -63,10 +63,12 @@ class EventController(Controller):
     )
     async def stream_events(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         principal: Principal,
         resources: Resources,
-        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID", max_length=64)] = None,
+        last_event_id_header: Annotated[
+            str | None, HeaderParameter(name="Last-Event-ID", max_length=64)
+        ] = None,
     ) -> ServerSentEvent:
         await project_of(resources, principal, project_id)
         resume = (

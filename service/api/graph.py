@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import Controller, get
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from loguru import logger
 from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
@@ -82,8 +82,8 @@ class GraphController(Controller):
     )
     async def get_entity(
         self,
-        project_id: uuid.UUID,
-        entity_id: str,
+        project_id: FromPath[uuid.UUID],
+        entity_id: FromPath[str],
         principal: Principal,
         resources: Resources,
         depth: int = Parameter(default=1, ge=1, le=2),
@@ -139,7 +139,7 @@ class GraphController(Controller):
     )
     async def export_graph(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         principal: Principal,
         resources: Resources,
         limit: int = Parameter(default=500, ge=1, le=MAX_EXPORT_NODES),

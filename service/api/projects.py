@@ -6,7 +6,7 @@ import uuid
 
 from litestar import Controller, delete, get, post
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from litestar.status_codes import (
     HTTP_201_CREATED,
     HTTP_204_NO_CONTENT,
@@ -69,7 +69,7 @@ class ProjectController(Controller):
 
     @get("/{project_id:uuid}", summary="Get a project")
     async def get_project(
-        self, project_id: uuid.UUID, principal: Principal, resources: Resources
+        self, project_id: FromPath[uuid.UUID], principal: Principal, resources: Resources
     ) -> ProjectOut:
         return project_out(await project_of(resources, principal, project_id))
 
@@ -84,7 +84,9 @@ class ProjectController(Controller):
             503: problem_spec(ERASURE_UNAVAILABLE),
         },
     )
-    async def delete_project(self, project_id: uuid.UUID, principal: Principal, resources: Resources) -> None:
+    async def delete_project(
+        self, project_id: FromPath[uuid.UUID], principal: Principal, resources: Resources
+    ) -> None:
         try:
             found = await erasure.erase_project(resources, principal.tenant_id, project_id)
         except erasure.Busy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, post
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from service.api.graph import GRAPH_UNAVAILABLE, graph_errors
@@ -31,7 +32,7 @@ class SearchController(Controller):
         responses={503: GRAPH_UNAVAILABLE},
     )
     async def search_project(
-        self, project_id: uuid.UUID, data: SearchIn, principal: Principal, resources: Resources
+        self, project_id: FromPath[uuid.UUID], data: SearchIn, principal: Principal, resources: Resources
     ) -> SearchOut:
         await project_of(resources, principal, project_id)
         reader = GraphReader(resources.graph, resources.settings.neo4j_database)

@@ -6,6 +6,7 @@ import uuid
 
 from litestar import Controller, delete, get, post
 from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from service.api.auth import require_admin
@@ -93,7 +94,9 @@ class ApiKeyController(Controller):
         return [_key_out(r) for r in rows]
 
     @delete("/{key_id:uuid}", summary="Revoke an API key")
-    async def revoke_key(self, key_id: uuid.UUID, principal: Principal, resources: Resources) -> None:
+    async def revoke_key(
+        self, key_id: FromPath[uuid.UUID], principal: Principal, resources: Resources
+    ) -> None:
         scope = None if principal.is_admin else principal.tenant_id
         async with resources.pool.connection() as conn:
             found = await tenancy.revoke_key(conn, scope, key_id)
