@@ -7,58 +7,27 @@ Prometheus rule file holds (promtool and Prometheus cannot read the PrometheusRu
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "chart"
-VALUES_DIR = REPO / "values"
-RUNBOOKS = REPO / "docs" / "runbooks"
-CACHE = Path(os.environ.get("MEMSTACK_CACHE_DIR", str(Path.home() / ".cache" / "memstack")))
-TOOLS_BIN = Path(os.environ.get("MEMSTACK_TOOLS_BIN", str(CACHE / "bin")))
+from tests.chart_tools import (
+    CHART,
+    FULLNAME,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    tool,
+)
 
-RELEASE = "rel"
-NAMESPACE = "memstack"
-FULLNAME = f"{RELEASE}-memstack"
+RUNBOOKS = REPO / "docs" / "runbooks"
 API_JOB = f"{FULLNAME}-api"
 WORKER_JOB = f"{FULLNAME}-worker"
-ENVIRONMENTS = ("default", "dev", "staging", "prod")
-
-# values key -> alert name (the names are a contract with runbooks and operators' routes)
-ALERTS = {
-    "apiHighErrorRate": "MemStackApiHighErrorRate",
-    "apiHighLatencyP99": "MemStackApiHighLatencyP99",
-    "apiDown": "MemStackApiDown",
-    "workerDown": "MemStackWorkerDown",
-    "queueNearFull": "MemStackQueueNearFull",
-    "highMemoryUsage": "MemStackHighMemoryUsage",
-    "highCpuUsage": "MemStackHighCpuUsage",
-    "dependencyDown": "MemStackDependencyDown",
-    "jobFailureRatioHigh": "MemStackJobFailureRatioHigh",
-}
 
 Rule = dict[str, Any]
-
-
-def tool(name: str) -> str:
-    path = TOOLS_BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found in {TOOLS_BIN} or on PATH: run ci/install-tools.sh")
-    return found
-
-
-def values_args(env: str) -> list[str]:
-    return [] if env == "default" else ["-f", str(VALUES_DIR / f"{env}.yaml")]
 
 
 def render_rule_spec(

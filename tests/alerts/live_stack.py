@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tests.alerts.chart_rules import REPO
+from tests.chart_tools import REPO
 
 
 def free_port() -> int:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.observability.metrics import LATENCY_BUCKETS
-from tests.alerts.chart_rules import ALERTS, API_JOB, FULLNAME, NAMESPACE, WORKER_JOB, AlertSpec
+from tests.alerts.chart_rules import API_JOB, WORKER_JOB, AlertSpec
+from tests.chart_tools import ALERTS, FULLNAME, NAMESPACE
 
 STEP = 15  # seconds: evaluation interval and sample interval
 SSE_ROUTE = "/api/v1/projects/{project_id}/events"

@@ -49,7 +49,7 @@ import redis
 import yaml
 from rq.suspension import resume, suspend
 
-from tests.alerts.chart_rules import ALERTS, CHART, REPO, AlertSpec, alert_rules, render_rule_spec
+from tests.alerts.chart_rules import AlertSpec, alert_rules, render_rule_spec
 from tests.alerts.conftest import TIMINGS
 from tests.alerts.live_stack import (
     Process,
@@ -62,6 +62,7 @@ from tests.alerts.live_stack import (
     wait_until,
     worker_process,
 )
+from tests.chart_tools import ALERTS, CHART, REPO
 
 RELEASE = "live"
 NAMESPACE = "alerts-live"

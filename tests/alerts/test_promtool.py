@@ -16,19 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.alerts.chart_rules import (
-    ALERTS,
-    ENVIRONMENTS,
-    RUNBOOKS,
-    AlertSpec,
-    alert_rules,
-    render_rule_spec,
-    seconds,
-    threshold,
-    tool,
-    values_args,
-)
+from tests.alerts.chart_rules import RUNBOOKS, AlertSpec, alert_rules, render_rule_spec, seconds, threshold
 from tests.alerts.promtool_cases import build_file
+from tests.chart_tools import ALERTS, ENVIRONMENTS, tool, values_args
 
 # Non-default numbers everywhere, so a rule that ignored its values would fail its test.
 CUSTOM = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.alerts.chart_rules import REPO, tool
+from tests.chart_tools import REPO, tool
 
 
 def test_shellcheck_alerts_script() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,18 +17,19 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "chart"
-VALUES_DIR = REPO / "values"
-CACHE = Path(os.environ.get("MEMSTACK_CACHE_DIR", str(Path.home() / ".cache" / "memstack")))
-TOOLS_BIN = Path(os.environ.get("MEMSTACK_TOOLS_BIN", str(CACHE / "bin")))
+from tests.chart_tools import (
+    CACHE,
+    CHART,
+    ENVIRONMENTS,
+    NAMESPACE,
+    RELEASE,
+    tool,
+    values_args,
+)
+
 CRDS_DIR = Path(os.environ.get("MEMSTACK_CRDS_DIR", str(CACHE / "crds")))
 
 HELMS = ("helm3", "helm4")
-ENVIRONMENTS = ("default", "dev", "staging", "prod")
-RELEASE = "rel"
-NAMESPACE = "memstack"
-FULLNAME = "rel-memstack"
 # A fixed bootstrap key for renders that must be byte-for-byte reproducible.
 BOOTSTRAP = "b" * 40
 
@@ -44,20 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(skip)
-
-
-def tool(name: str) -> str:
-    path = TOOLS_BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found in {TOOLS_BIN} or on PATH: run ci/install-tools.sh")
-    return found
-
-
-def values_args(env: str) -> list[str]:
-    return [] if env == "default" else ["-f", str(VALUES_DIR / f"{env}.yaml")]
 
 
 @dataclass(frozen=True)

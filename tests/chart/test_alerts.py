@@ -10,19 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.conftest import ENVIRONMENTS, FULLNAME, NAMESPACE, render, tool
+from tests.chart.conftest import render
+from tests.chart_tools import ALERTS, ENVIRONMENTS, FULLNAME, NAMESPACE, tool
 
-ALERTS = {
-    "apiHighErrorRate": "MemStackApiHighErrorRate",
-    "apiHighLatencyP99": "MemStackApiHighLatencyP99",
-    "apiDown": "MemStackApiDown",
-    "workerDown": "MemStackWorkerDown",
-    "queueNearFull": "MemStackQueueNearFull",
-    "highMemoryUsage": "MemStackHighMemoryUsage",
-    "highCpuUsage": "MemStackHighCpuUsage",
-    "dependencyDown": "MemStackDependencyDown",
-    "jobFailureRatioHigh": "MemStackJobFailureRatioHigh",
-}
 API_JOB = f'job="{FULLNAME}-api",namespace="{NAMESPACE}"'
 WORKER_JOB = f'job="{FULLNAME}-worker",namespace="{NAMESPACE}"'
 SSE_ROUTE = "/api/v1/projects/{project_id}/events"
@@ -168,7 +158,7 @@ def test_dashboard_expressions_are_valid_promql(tmp_path: Path) -> None:
     # recording rule (promtool parses and validates the PromQL).
     import json
 
-    from tests.chart.conftest import CHART
+    from tests.chart_tools import CHART
 
     dashboard = json.loads((CHART / "files" / "dashboards" / "memstack.json").read_text(encoding="utf-8"))
     substitutions = {

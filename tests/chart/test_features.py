@@ -9,18 +9,9 @@ from typing import Any
 import pytest
 
 from service.settings import SECRET_KEYS, setting_keys
-from tests.chart.conftest import (
-    BOOTSTRAP,
-    CHART,
-    FULLNAME,
-    Manifest,
-    Rendered,
-    containers,
-    pod_spec,
-    render,
-    workloads,
-)
+from tests.chart.conftest import BOOTSTRAP, Manifest, Rendered, containers, pod_spec, render, workloads
 from tests.chart.scenarios import FEATURES
+from tests.chart_tools import CHART, FULLNAME
 
 API = f"{FULLNAME}-api"
 WORKER = f"{FULLNAME}-worker"

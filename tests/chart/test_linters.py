@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.conftest import CHART, REPO, TOOLS_BIN, render, tool
+from tests.chart.conftest import render
+from tests.chart_tools import CHART, REPO, TOOLS_BIN, tool
 
 # Each skipped checkov check, with the reason it does not apply.
 CHECKOV_SKIPS = {

@@ -8,7 +8,8 @@ import subprocess
 
 import yaml
 
-from tests.chart.conftest import BOOTSTRAP, CHART, FULLNAME, _render, render, tool, values_args
+from tests.chart.conftest import BOOTSTRAP, _render, render
+from tests.chart_tools import CHART, FULLNAME, tool, values_args
 
 
 def test_lint_strict(helm: str, env: str) -> None:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.chart.conftest import CHART, render, render_error
+from tests.chart.conftest import render, render_error
+from tests.chart_tools import CHART
 
 
 def test_unknown_key_is_rejected(helm: str) -> None:

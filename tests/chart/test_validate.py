@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.conftest import CRDS_DIR, HELMS, Manifest, render, tool
+from tests.chart.conftest import CRDS_DIR, HELMS, Manifest, render
 from tests.chart.scenarios import SCENARIOS
+from tests.chart_tools import tool
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0", "1.37.0")
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "ScaledObject", "ExternalSecret"}
