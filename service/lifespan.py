@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.auth.cache import KeyCache
 from service.observability.metrics import ApiMetrics, MetricsServer
+from service.readiness import watch_dependencies
 from service.settings import Settings
 from service.stores.graph import create_driver
 from service.stores.postgres import create_pool
@@ -61,9 +63,11 @@ def lifespan_for(
             env=settings.environment,
             port=settings.metrics_port,
         )
+        watcher = asyncio.create_task(watch_dependencies(app.state.resources), name="dependency-watch")
         try:
             yield
         finally:
+            watcher.cancel()
             await redis.aclose()
             queue_connection.close()
             await graph.close()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
+from loguru import logger
 
-from service.lifespan import Resources
 from service.stores.postgres import current_schema_version, required_schema_version
+
+if TYPE_CHECKING:
+    from service.lifespan import Resources
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -74,3 +78,17 @@ async def check_readiness(resources: Resources) -> ReadinessReport:
         resources.metrics.dependency_up.labels(result.name).set(1 if result.ok else 0)
     ok = all(result.ok for result in results)
     return ReadinessReport("ready" if ok else "unavailable", list(results))
+
+
+# How often the API re-checks its dependencies on its own, so `memstack_dependency_up` stays
+# current even when nothing calls /ready (the alert on it must not depend on probe traffic).
+WATCH_INTERVAL_SECONDS = 10.0
+
+
+async def watch_dependencies(resources: Resources, interval: float = WATCH_INTERVAL_SECONDS) -> None:
+    while True:
+        try:
+            await check_readiness(resources)
+        except Exception as exc:  # never let the watcher die; the next round tries again
+            logger.warning("dependency check failed: {error}", error=type(exc).__name__)
+        await asyncio.sleep(interval)

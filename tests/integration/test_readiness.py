@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -45,3 +47,21 @@ def test_ready_reports_a_stopped_dependency_and_recovers(api: RunningApi, depend
     assert api.process.poll() is None
     metrics = httpx.get(api.metrics_url).text
     assert f'memstack_dependency_up{{dependency="{dependency}"}} 1.0' in metrics
+
+
+def test_dependency_gauge_follows_a_dependency_without_probe_traffic(api: RunningApi) -> None:
+    """The API re-checks on its own, so the dependency-down alert does not rely on /ready calls."""
+    wait_for(f"{api.base_url}/ready", timeout=30)
+    gauge = 'memstack_dependency_up{dependency="redis"}'
+    server_ctl("redis", "stop")
+    try:
+        deadline = time.monotonic() + 30
+        while f"{gauge} 0.0" not in httpx.get(api.metrics_url).text:
+            assert time.monotonic() < deadline, "the gauge never dropped"
+            time.sleep(0.5)
+    finally:
+        server_ctl("redis", "start")
+    deadline = time.monotonic() + 30
+    while f"{gauge} 1.0" not in httpx.get(api.metrics_url).text:
+        assert time.monotonic() < deadline, "the gauge never recovered"
+        time.sleep(0.5)
