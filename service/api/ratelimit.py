@@ -27,7 +27,7 @@ import asyncio
 import hashlib
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -38,14 +38,10 @@ from loguru import logger
 from redis.exceptions import RedisError
 
 from service.api.errors import PROBLEM_MEDIA_TYPE, Problem
+from service.asgi import ASGIApp, Message, Receive, Scope, Send
 from service.settings import Settings
 from service.stores.ratelimit import WINDOW_SECONDS, RateDecision, RateLimiter, create_limiter_redis
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RedisGetter = Callable[[Scope], "aioredis.Redis | None"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, cast
+from typing import cast
 
 from litestar import Litestar
 from loguru import logger
 from opentelemetry import trace
 
+from service.asgi import ASGIApp, Message, Receive, Scope, Send
 from service.observability.metrics import UNMATCHED_ROUTE, ApiMetrics
 from service.observability.tracing import current_trace_id
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = b"x-request-id"
 _UNTRACKED_PATHS = frozenset({"/health", "/ready"})
