@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 from litestar import Controller, delete, get, post
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath
@@ -46,16 +47,8 @@ class TenantController(Controller):
 
 
 def _key_out(row: tenancy.ApiKeyRow) -> ApiKeyOut:
-    return ApiKeyOut(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        name=row.name,
-        prefix=row.prefix,
-        scopes=row.scopes,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    # Same fields by design: the row never holds the key hash, so nothing secret can leak.
+    return ApiKeyOut(**msgspec.structs.asdict(row))
 
 
 class ApiKeyController(Controller):

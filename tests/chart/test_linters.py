@@ -31,23 +31,23 @@ CHECKOV_SKIPS = {
 }
 
 
-def test_checkov_has_no_failed_checks(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": f"{tmp_path}:{TOOLS_BIN}:{os.environ.get('PATH', '')}"}
-    (tmp_path / "helm").symlink_to(tool("helm3"))
+def run_checkov(
+    target: list[str], framework: str, skips: set[str], tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[list[str], int, str]:
+    """Run checkov; returns (failed checks, passed count, raw report)."""
     proc = subprocess.run(
         [
             tool("checkov"),
-            "--directory",
-            str(CHART),
+            *target,
             "--framework",
-            "helm",
+            framework,
             "--skip-download",
             "--quiet",
             "--compact",
             "--output",
             "json",
             "--skip-check",
-            ",".join(sorted(CHECKOV_SKIPS)),
+            ",".join(sorted(skips)),
         ],
         capture_output=True,
         text=True,
@@ -64,9 +64,15 @@ def test_checkov_has_no_failed_checks(tmp_path: Path) -> None:
         for r in reports
         for c in r.get("results", {}).get("failed_checks", [])
     ]
-    passed = sum(r.get("summary", {}).get("passed", 0) for r in reports)
+    return failed, sum(r.get("summary", {}).get("passed", 0) for r in reports), proc.stdout
+
+
+def test_checkov_has_no_failed_checks(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": f"{tmp_path}:{TOOLS_BIN}:{os.environ.get('PATH', '')}"}
+    (tmp_path / "helm").symlink_to(tool("helm3"))
+    failed, passed, raw = run_checkov(["--directory", str(CHART)], "helm", set(CHECKOV_SKIPS), tmp_path, env)
     assert not failed, "\n".join(failed)
-    assert passed > 50, proc.stdout[:2000]
+    assert passed > 50, raw[:2000]
 
 
 @pytest.mark.parametrize("env", ["default", "dev", "staging", "prod"])
@@ -78,36 +84,9 @@ def test_checkov_on_each_environment(env: str, tmp_path: Path) -> None:
     skips = {k for k in CHECKOV_SKIPS if k != "CKV_K8S_21"} - ({"CKV_K8S_43"} if env == "prod" else set())
     path = tmp_path / f"{env}.yaml"
     path.write_text(render("helm4", env, sets=sets).text, encoding="utf-8")
-    proc = subprocess.run(
-        [
-            tool("checkov"),
-            "--file",
-            str(path),
-            "--framework",
-            "kubernetes",
-            "--skip-download",
-            "--quiet",
-            "--compact",
-            "--output",
-            "json",
-            "--skip-check",
-            ",".join(sorted(skips)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=tmp_path,
-    )
-    report = json.loads(proc.stdout)
-    reports = report if isinstance(report, list) else [report]
-    failed = [
-        f"{c['check_id']} {c['check_name']} @ {c['resource']}"
-        for r in reports
-        for c in r.get("results", {}).get("failed_checks", [])
-    ]
+    failed, passed, _ = run_checkov(["--file", str(path)], "kubernetes", skips, tmp_path)
     assert not failed, "\n".join(failed)
-    assert sum(r.get("summary", {}).get("passed", 0) for r in reports) > 100
+    assert passed > 100
 
 
 def test_hadolint_dockerfile() -> None:
