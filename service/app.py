@@ -12,6 +12,7 @@ from litestar.di import Provide
 from opentelemetry.sdk.trace import TracerProvider
 
 from service.api.auth import provide_principal
+from service.api.body import EdgeRequest
 from service.api.docs import openapi_config
 from service.api.episodes import EpisodeController
 from service.api.errors import EXCEPTION_HANDLERS, document_problems
@@ -72,6 +73,7 @@ def build_litestar(
         openapi_config=openapi_config(API_VERSION),
         middleware=[rate_limit_middleware(settings)],
         logging_config=None,
+        request_class=EdgeRequest,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import Enum
 from http import HTTPStatus
 from typing import Any
 
@@ -70,23 +71,49 @@ def _field_name(key: str, message: str) -> str:
     return f"{parent}.{unknown[1]}" if parent else unknown[1]
 
 
-def _field_errors(extra: Any) -> list[FieldError]:
+def _public_name(request: Request[Any, Any, Any] | None, key: str) -> tuple[str, str | None]:
+    """A handler parameter's public name and where it comes from: `Idempotency-Key` (header),
+    not the Python name `idempotency_key`."""
+    handler = request.scope.get("route_handler") if request is not None else None
+    signature = getattr(handler, "parsed_fn_signature", None)
+    definition = signature.parameters.get(key) if signature is not None else None
+    kwarg = getattr(definition, "kwarg_definition", None)
+    for source in ("header", "query", "cookie"):
+        name = getattr(kwarg, source, None)
+        if isinstance(name, str) and name:
+            return name, source
+    name, param_type = getattr(kwarg, "name", None), getattr(kwarg, "param_type", None)
+    if isinstance(name, str) and name and param_type is not None:  # HeaderParameter(name=...) and kin
+        return name, _source(param_type)
+    return key, None
+
+
+def _source(value: Any) -> str:
+    return str(value.value if isinstance(value, Enum) else value or "body")
+
+
+def _field_errors(extra: Any, request: Request[Any, Any, Any] | None = None) -> list[FieldError]:
     errors: list[FieldError] = []
     for item in extra if isinstance(extra, list) else []:
         if isinstance(item, dict):
             message = _REGEX_MESSAGE.sub(_PLAIN_TEXT_RULE, str(item.get("message", "invalid value")))
+            key = str(item.get("key") or "body")
+            source = _source(item.get("source"))
+            if key == "data":  # Litestar's name for the body: here, no body where one is required
+                key, message = "body", "Expected a JSON object, got no body"
+            name, public_source = _public_name(request, key)
             errors.append(
                 FieldError(
-                    field=_field_name(str(item.get("key") or "body"), message),
+                    field=str(item["field"]) if "field" in item else _field_name(name, message),
                     message=message,
-                    source=str(item.get("source", "body")),
+                    source=public_source or source,
                 )
             )
     return errors
 
 
 def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
-    errors = _field_errors(exc.extra)
+    errors = _field_errors(exc.extra, request)
     fields = ", ".join(sorted({e.field for e in errors})) or "the request"
     return problem_response(
         HTTP_422_UNPROCESSABLE_ENTITY,
@@ -106,7 +133,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         status,
         detail,
         instance=request.url.path,
-        errors=_field_errors(exc.extra) or None,
+        errors=_field_errors(exc.extra, request) or None,
         headers=exc.headers,
     )
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from litestar import Controller, get
+from litestar.exceptions import ClientException
 from litestar.params import FromPath, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from loguru import logger
@@ -21,7 +22,29 @@ from service.stores.events import last_event_id, read_events
 # Well under common proxy read timeouts (ingress-nginx defaults to 60 s).
 HEARTBEAT_SECONDS = 15
 RECONNECT_MILLISECONDS = 3000
-_STREAM_ID = re.compile(r"^\d+-\d+$")
+_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})\Z", re.ASCII)
+_MAX_ID_PART = 2**64 - 1  # a Redis stream id is two unsigned 64-bit numbers
+LAST_EVENT_ID = "Last-Event-ID"
+
+
+def resume_point(header: str | None) -> str | None:
+    """The stream id to resume after, or None for "from now"; a bad id is a 400 naming the header
+    (a stream opened on it would end at once, and an EventSource would reconnect with it forever)."""
+    if header is None or not header.strip():
+        return None
+    match = _STREAM_ID.match(header.strip())
+    if match is None or int(match[1]) > _MAX_ID_PART or int(match[2]) > _MAX_ID_PART:
+        raise ClientException(
+            f"Invalid {LAST_EVENT_ID}",
+            extra=[
+                {
+                    "field": LAST_EVENT_ID,
+                    "message": "Expected an event id sent by this stream (<milliseconds>-<sequence>)",
+                    "source": "header",
+                }
+            ],
+        )
+    return f"{int(match[1])}-{int(match[2])}"
 
 
 async def _status_stream(
@@ -67,13 +90,15 @@ class EventController(Controller):
         principal: Principal,
         resources: Resources,
         last_event_id_header: Annotated[
-            str | None, HeaderParameter(name="Last-Event-ID", max_length=64)
+            str | None,
+            HeaderParameter(
+                name=LAST_EVENT_ID,
+                description="Resume after this event id; an id this stream never sent is a 400.",
+            ),
         ] = None,
     ) -> ServerSentEvent:
+        resume = resume_point(last_event_id_header)
         await project_of(resources, principal, project_id)
-        resume = (
-            last_event_id_header if last_event_id_header and _STREAM_ID.match(last_event_id_header) else None
-        )
         return ServerSentEvent(
             _status_stream(resources, project_id, resume),
             headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,6 +20,10 @@ AwareDatetime = Annotated[datetime, Meta(tz=True)]
 Scope = Literal["admin"]
 
 MAX_BULK_EPISODES = 1000
+# What every store and reader can hold in any time zone: PostgreSQL would take year 0 or 10000
+# (e.g. 0001-01-01T00:00+14:00), but no reader could load it back.
+EARLIEST_REFERENCE_TIME = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_REFERENCE_TIME = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 class TenantIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -77,6 +81,9 @@ class EpisodeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.metadata and b"\\u0000" in msgspec.json.encode(self.metadata):
             raise ValueError("metadata: must not contain NUL (U+0000) characters")
+        at = self.reference_time
+        if at is not None and not EARLIEST_REFERENCE_TIME <= at <= LATEST_REFERENCE_TIME:
+            raise ValueError("reference_time: must lie between 0001-01-02 and 9999-12-30 (UTC)")
 
 
 class BulkEpisodesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from psycopg import Connection
 
+from service.stores.episodes import READABLE_REFERENCE_TIME
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimedEpisode:
@@ -31,9 +33,9 @@ class StuckEpisode:
 def claim(conn: Connection, episode_ids: list[uuid.UUID]) -> list[ClaimedEpisode]:
     """Mark still-unfinished episodes as processing; finished ones are skipped (a re-run is a no-op)."""
     rows = conn.execute(
-        "UPDATE episodes SET status = 'processing', attempts = attempts + 1, updated_at = now()"
+        "UPDATE episodes SET status = 'processing', attempts = attempts + 1, updated_at = now()"  # noqa: S608
         " WHERE id = ANY(%s) AND status IN ('queued', 'processing')"
-        " RETURNING id, project_id, content, source, reference_time, created_at, attempts",
+        f" RETURNING id, project_id, content, source, {READABLE_REFERENCE_TIME}, created_at, attempts",
         (episode_ids,),
     ).fetchall()
     return [ClaimedEpisode(*row) for row in rows]

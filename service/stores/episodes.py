@@ -39,8 +39,14 @@ class NewEpisode:
     idempotency_key: str | None
 
 
+# The API refuses reference times outside these bounds; a row stored before it did reads as
+# null rather than failing every read of its project (psycopg cannot load year 0 or 10000).
+READABLE_REFERENCE_TIME = (
+    "CASE WHEN reference_time BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 23:59:59.999999+00'"
+    " THEN reference_time END AS reference_time"
+)
 _COLUMNS = (
-    "id, project_id, content, source, reference_time, metadata, idempotency_key,"
+    f"id, project_id, content, source, {READABLE_REFERENCE_TIME}, metadata, idempotency_key,"
     " status, attempts, error, created_at, updated_at"
 )
 
@@ -54,6 +60,14 @@ async def insert_episodes(
     is answered with the episode that holds the key.
     """
     ids = [uuid.uuid4() for _ in episodes]
+    async with conn.transaction():  # a row that cannot be returned is not kept either
+        inserted = await _insert(conn, project_id, episodes, ids)
+    return await _with_replays(conn, project_id, episodes, ids, inserted)
+
+
+async def _insert(
+    conn: AsyncConnection, project_id: uuid.UUID, episodes: list[NewEpisode], ids: list[uuid.UUID]
+) -> list[EpisodeRow]:
     cur = conn.cursor(row_factory=class_row(EpisodeRow))
     await cur.execute(
         f"INSERT INTO episodes (id, project_id, content, source, reference_time, metadata, idempotency_key)"  # noqa: S608
@@ -71,7 +85,17 @@ async def insert_episodes(
             [e.idempotency_key for e in episodes],
         ),
     )
-    inserted = await cur.fetchall()
+    return await cur.fetchall()
+
+
+async def _with_replays(
+    conn: AsyncConnection,
+    project_id: uuid.UUID,
+    episodes: list[NewEpisode],
+    ids: list[uuid.UUID],
+    inserted: list[EpisodeRow],
+) -> tuple[list[EpisodeRow], list[EpisodeRow]]:
+    cur = conn.cursor(row_factory=class_row(EpisodeRow))
     inserted_ids = {row.id for row in inserted}
     by_key = {row.idempotency_key: row for row in inserted if row.idempotency_key}
     repeated = [e.idempotency_key for e, i in zip(episodes, ids, strict=True) if i not in inserted_ids]
