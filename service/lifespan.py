@@ -14,6 +14,7 @@ from neo4j import AsyncDriver
 from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
+from service.api.auth_throttle import AuthThrottle
 from service.auth.cache import KeyCache
 from service.observability.metrics import ApiMetrics, MetricsServer
 from service.readiness import watch_dependencies
@@ -35,6 +36,7 @@ class Resources:
     redis: aioredis.Redis
     queue: IngestQueue
     key_cache: KeyCache
+    auth_throttle: AuthThrottle
 
 
 def resources_from(app: Litestar) -> Resources:
@@ -47,7 +49,7 @@ def lifespan_for(
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        metrics_server = MetricsServer(metrics.registry, settings.metrics_port)
+        metrics_server = MetricsServer(metrics.registry, settings.metrics_port, settings.metrics_host)
         if settings.enable_metrics:
             metrics_server.start()
         pool = create_pool(settings)
@@ -57,10 +59,14 @@ def lifespan_for(
         redis = create_async_redis(settings)
         queue_connection = create_sync_redis(settings)
         queue = IngestQueue(settings, queue_connection)
-        app.state.resources = Resources(settings, metrics, pool, graph, redis, queue, KeyCache())
+        auth_throttle = AuthThrottle(settings)
+        app.state.resources = Resources(
+            settings, metrics, pool, graph, redis, queue, KeyCache(), auth_throttle
+        )
         logger.info(
-            "memstack API started (environment={env}, metrics on :{port})",
+            "memstack API started (environment={env}, metrics on {host}:{port})",
             env=settings.environment,
+            host=settings.metrics_host,
             port=settings.metrics_port,
         )
         watcher = asyncio.create_task(watch_dependencies(app.state.resources), name="dependency-watch")
@@ -69,6 +75,7 @@ def lifespan_for(
         finally:
             watcher.cancel()
             await redis.aclose()
+            await auth_throttle.aclose()
             queue_connection.close()
             await graph.close()
             await pool.close()

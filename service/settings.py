@@ -78,6 +78,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     # Observability
     enable_metrics: bool = True
     metrics_port: Port = 9090
+    # Address the metrics server binds: loopback for local runs; the chart sets 0.0.0.0.
+    metrics_host: str = "127.0.0.1"
     enable_telemetry: bool = False
     otel_exporter_otlp_endpoint: str = ""
     service_name: str = "memstack"

@@ -58,7 +58,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     metrics.watch_queues(connection, [QUEUE_NAME], settings.queue_max_size)
     ctx = context.open_context(settings, connection, metrics)
     context.install(ctx)
-    server = MetricsServer(metrics.registry, settings.metrics_port)
+    server = MetricsServer(metrics.registry, settings.metrics_port, settings.metrics_host)
     if settings.enable_metrics:
         server.start()
     queue = Queue(QUEUE_NAME, connection=connection, default_timeout=settings.job_timeout_seconds)

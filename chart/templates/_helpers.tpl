@@ -110,6 +110,7 @@ LLM_CACHE_ENABLED: {{ .Values.llm.cacheEnabled | toString | quote }}
 LLM_CACHE_TTL: {{ .Values.llm.cacheTtl | int64 | toString | quote }}
 ENABLE_METRICS: {{ $c.enableMetrics | toString | quote }}
 METRICS_PORT: "9090"
+METRICS_HOST: "0.0.0.0"
 ENABLE_TELEMETRY: {{ $c.enableTelemetry | toString | quote }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ $c.otelExporterOtlpEndpoint | quote }}
 SERVICE_NAME: {{ default (include "memstack.fullname" .) $c.serviceName | quote }}

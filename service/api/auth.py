@@ -6,7 +6,7 @@ import hmac
 from typing import Any
 
 from litestar import Request
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, TooManyRequestsException
 
 from service.auth.keys import Principal, hash_key
 from service.lifespan import Resources
@@ -31,13 +31,22 @@ async def provide_principal(request: Request[Any, Any, Any], resources: Resource
     principal = resources.key_cache.get(key_hash)
     if principal is not None:
         return principal
+    # A key this process has not resolved yet: throttled per address before PostgreSQL sees it.
+    wait = await resources.auth_throttle.retry_after(request.scope)
+    if wait:
+        raise TooManyRequestsException(
+            f"Too many unknown API keys from this address; retry in {wait}s",
+            headers={"Retry-After": str(wait)},
+        )
     async with resources.pool.connection() as conn:
         principal = await tenancy.principal_for_key(conn, token)
         bootstrap = resources.settings.memstack_bootstrap_api_key
-        if principal is None and bootstrap and hmac.compare_digest(token, bootstrap):
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+        if principal is None and bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
             await tenancy.ensure_bootstrap_key(conn, bootstrap)
             principal = await tenancy.principal_for_key(conn, token)
     if principal is None:
+        await resources.auth_throttle.failed(request.scope)
         raise NotAuthorizedException("Unknown or revoked API key", headers=_CHALLENGE)
     resources.key_cache.put(key_hash, principal)
     return principal

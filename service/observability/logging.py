@@ -40,11 +40,50 @@ class InterceptHandler(logging.Handler):
         )
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """Control and other invisible characters as escapes (`\\n`, `\\x1b`, `\\u202e`), so that
+    text a client chose (a request path, a header) can neither forge a log line nor drive
+    the terminal. A backslash is doubled only when something was escaped, so plain
+    messages (e.g. Windows paths) read as they were written."""
+    if text.isprintable():
+        return text
+    out: list[str] = []
+    for char in text.replace("\\", "\\\\"):
+        if char.isprintable():
+            out.append(char)
+        elif char in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[char])
+        else:
+            out.append(_numeric_escape(ord(char)))
+    return "".join(out)
+
+
+def _numeric_escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _escape_message(record: Record) -> None:
+    record["message"] = escape_controls(record["message"])
+
+
+def _as_is(record: Record) -> None:
+    """JSON lines need no escaping of their own (a patcher stays installed until replaced)."""
+
+
 def configure_logging(settings: Settings) -> None:
-    """Install the sinks; safe to call more than once (the last call wins)."""
+    """Install the sinks; safe to call more than once (the last call wins).
+
+    One line per event: text lines escape control characters in the message (JSON lines
+    escape them by being JSON)."""
     logger.remove()
-    logger.configure(extra={"request_id": "-", "trace_id": "-"})
-    if settings.log_format == "json":
+    text = settings.log_format == "text"
+    logger.configure(extra={"request_id": "-", "trace_id": "-"}, patcher=_escape_message if text else _as_is)
+    if not text:
         logger.add(sys.stderr, level=settings.log_level, serialize=True, backtrace=False, diagnose=False)
     else:
         logger.add(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterable
 from threading import Thread
-from typing import Final
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING, Any, Final
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DEPENDENCIES: Final = ("postgres", "redis", "neo4j")
 UNMATCHED_ROUTE: Final = "unmatched"
+METRICS_PATH: Final = "/metrics"
 
 
 def disable_created_series() -> None:
@@ -61,10 +68,34 @@ class ApiMetrics:
             self.episodes_rejected.labels(reason)
 
 
-class MetricsServer:
-    """The /metrics endpoint on its own port, served from a daemon thread."""
+def metrics_only(app: WSGIApplication) -> WSGIApplication:
+    """`app` at /metrics (GET or HEAD); 404 for any other path, 405 for other methods."""
 
-    def __init__(self, registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != METRICS_PATH:
+            return _plain(start_response, "404 Not Found", b"Not Found: metrics are served at /metrics\n")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", b"Method Not Allowed\n", ("Allow", "GET"))
+        return app(environ, start_response)
+
+    return serve
+
+
+def _plain(start_response: StartResponse, status: str, body: bytes, *extra: tuple[str, str]) -> list[bytes]:
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *extra]
+    start_response(status, headers)
+    return [body]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged."""
+
+
+class MetricsServer:
+    """The /metrics endpoint on its own address and port, served from a daemon thread."""
+
+    def __init__(self, registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> None:
         self._registry = registry
         self._port = port
         self._host = host
@@ -72,7 +103,15 @@ class MetricsServer:
         self._thread: Thread | None = None
 
     def start(self) -> None:
-        self._server, self._thread = start_http_server(self._port, addr=self._host, registry=self._registry)
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+
+        class Server(ThreadingWSGIServer):
+            address_family = family
+
+        app = metrics_only(make_wsgi_app(self._registry))
+        self._server = make_server(self._host, self._port, app, Server, handler_class=_QuietHandler)
+        self._thread = Thread(target=self._server.serve_forever, name="metrics-server", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         if self._server is not None:

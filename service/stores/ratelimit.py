@@ -33,7 +33,8 @@ KEY_PREFIX = "memstack:ratelimit:"
 WINDOW_SECONDS = 60
 POOL_SIZE = 32
 
-# KEYS[1] = the client's hash; ARGV[1] = limit; ARGV[2] = window in ms.
+# KEYS[1] = the client's hash; ARGV[1] = limit; ARGV[2] = window in ms;
+# ARGV[3] = "peek" to decide without counting (nothing is written).
 # Returns {allowed (0|1), remaining, ms until the window rolls over, ms until a retry can succeed}.
 _SCRIPT = """
 local key = KEYS[1]
@@ -72,8 +73,10 @@ end
 if retry < 1 and allowed == 0 then
   retry = 1
 end
-redis.call('HSET', key, 'w', win, 'c', c, 'p', p)
-redis.call('PEXPIRE', key, 2 * window - elapsed)
+if ARGV[3] ~= 'peek' then
+  redis.call('HSET', key, 'w', win, 'c', c, 'p', p)
+  redis.call('PEXPIRE', key, 2 * window - elapsed)
+end
 local remaining = math.floor(limit - used)
 if remaining < 0 then
   remaining = 0
@@ -118,9 +121,13 @@ class RateLimiter:
             self._scripts = {id(client): script}  # one client per process; never grows
         return script
 
-    async def hit(self, client: aioredis.Redis, identity: str) -> RateDecision:
-        """Count one request by `identity`; raises redis errors for the caller to handle."""
-        result = await self._script(client)(keys=[self.key(identity)], args=[self.limit, self.window_ms])
+    async def hit(self, client: aioredis.Redis, identity: str, *, peek: bool = False) -> RateDecision:
+        """Count one request by `identity` (with `peek`, only say whether one would be accepted);
+        raises redis errors for the caller to handle."""
+        mode = "peek" if peek else "count"
+        result = await self._script(client)(
+            keys=[self.key(identity)], args=[self.limit, self.window_ms, mode]
+        )
         allowed, remaining, reset_ms, retry_ms = (int(value) for value in result)
         return RateDecision(
             allowed=bool(allowed),

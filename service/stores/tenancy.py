@@ -115,14 +115,15 @@ async def revoke_key(conn: AsyncConnection, tenant_id: uuid.UUID | None, key_id:
 
 
 async def principal_for_key(conn: AsyncConnection, plaintext: str) -> Principal | None:
+    """The key's principal, or None; only a key that resolves is written to (last_used_at)."""
     cur = await conn.execute(
-        "UPDATE api_keys SET last_used_at = now()"
-        " WHERE key_hash = %s AND revoked_at IS NULL RETURNING id, tenant_id, scopes",
+        "SELECT id, tenant_id, scopes FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
         (hash_key(plaintext),),
     )
     row = await cur.fetchone()
     if row is None:
         return None
+    await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row[0],))
     return Principal(key_id=row[0], tenant_id=row[1], scopes=tuple(row[2]))
 
 
