@@ -7,14 +7,8 @@ source "$(dirname "$0")/lib.sh"
 LOG_PREFIX=dev
 cd "$REPO_ROOT"
 
-load_local_env
-# A developer's own .env wins over the local defaults.
-if [ -f .env ]; then
-  set -a
-  # shellcheck source=/dev/null
-  source .env
-  set +a
-fi
+# The local defaults, then a developer's own .env (which wins); NEO4J_URI follows NEO4J_BOLT_PORT.
+load_dev_env
 
 bash ci/install-python.sh
 bash ci/infra.sh up

@@ -3,6 +3,11 @@
 # Usage: ci/infra.sh up|down|status
 set -euo pipefail
 HERE="$(dirname "$0")"
+# shellcheck source=ci/lib.sh
+source "$HERE/lib.sh"
+LOG_PREFIX=infra
+# NEO4J_URI alone (e.g. from the environment) moves the local Bolt port too, and vice versa.
+sync_neo4j_uri
 SERVICES=(postgres redis neo4j)
 
 case "${1:-}" in

@@ -96,6 +96,39 @@ load_local_env() {
   # shellcheck source=ci/local.env
   source "$REPO_ROOT/ci/local.env"
   set +a
+  sync_neo4j_uri
+}
+
+# load_dev_env [FILE]: the local settings, then a developer's own .env (default: the repo's),
+# which wins over them; NEO4J_URI and NEO4J_BOLT_PORT are kept in step afterwards.
+load_dev_env() {
+  local file=${1:-$REPO_ROOT/.env}
+  load_local_env
+  if [ -f "$file" ]; then
+    set -a
+    # shellcheck source=/dev/null
+    source "$file"
+    set +a
+  fi
+  sync_neo4j_uri
+}
+
+# sync_neo4j_uri: the service reads NEO4J_URI, ci/neo4j.sh starts Bolt on NEO4J_BOLT_PORT; keep
+# them pointing at the same local server. Only one set: the other follows it. Both set to
+# different loopback ports: stop with a clear message. A non-loopback NEO4J_URI is left alone.
+sync_neo4j_uri() {
+  local uri=${NEO4J_URI:-} port=${NEO4J_BOLT_PORT:-} re='^(bolt|neo4j)://(127\.0\.0\.1|localhost)(:([0-9]+))?/?$'
+  if [ -z "$uri" ]; then
+    [ -n "$port" ] && export NEO4J_URI="bolt://127.0.0.1:$port"
+    return 0
+  fi
+  [[ "$uri" =~ $re ]] || return 0
+  local uri_port=${BASH_REMATCH[4]:-7687}
+  if [ -z "$port" ]; then
+    export NEO4J_BOLT_PORT="$uri_port"
+  elif [ "$port" != "$uri_port" ]; then
+    die "NEO4J_URI=$uri and NEO4J_BOLT_PORT=$port disagree; set only one of them"
+  fi
 }
 
 # ensure_servers: start whichever of PostgreSQL, Redis and Neo4j is not running, and stop

@@ -30,6 +30,8 @@ def free_port() -> int:
 def local_environ(**overrides: str) -> dict[str, str]:
     """The process environment, with the local stack's credentials filled in where unset."""
     environ = {**read_dotenv(REPO / "ci" / "local.env"), **os.environ}
+    if "NEO4J_BOLT_PORT" in environ and "NEO4J_URI" not in environ:  # as ci/lib.sh does
+        environ["NEO4J_URI"] = f"bolt://127.0.0.1:{environ['NEO4J_BOLT_PORT']}"
     environ.update(overrides)
     return environ
 
