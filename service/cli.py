@@ -15,8 +15,6 @@ from service.cli_ingest import add_ingest_parser
 from service.cli_keys import add_keys_parser
 from service.settings import Settings, SettingsError, load_settings
 
-DEFAULT_HEARTBEAT_FILE = Path("/tmp/memstack-worker.heartbeat")  # noqa: S108 (the pod's emptyDir)
-
 
 async def _migrate(settings: Settings) -> None:
     from service.stores.graph import create_driver, ensure_graph_schema
@@ -33,7 +31,19 @@ async def _migrate(settings: Settings) -> None:
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
-    asyncio.run(_migrate(settings))
+    import psycopg
+    from neo4j.exceptions import DriverError, Neo4jError
+
+    try:
+        asyncio.run(_migrate(settings))
+    except psycopg.OperationalError as exc:
+        # The migration hook's log is where an operator looks: the reason, without a traceback
+        # (libpq's messages name the server and the TLS problem, never the password).
+        logger.error("migrate failed: PostgreSQL: {error}", error=" ".join(str(exc).split()))
+        return 1
+    except (DriverError, Neo4jError) as exc:
+        logger.error("migrate failed: Neo4j: {error}", error=" ".join(str(exc).split()))
+        return 1
     return 0
 
 
@@ -61,11 +71,22 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_healthcheck(_: Settings | None, args: argparse.Namespace) -> int:
-    """Exit 0 when the worker's heartbeat file is fresh; the worker's liveness probe."""
+    """Exit 0 when the worker's heartbeat file is fresh; the worker's liveness probe.
+
+    The file is the one the worker writes: WORKER_HEARTBEAT_FILE from the same environment
+    (the probe runs in the worker's container), unless --file names another.
+    """
+    path: Path | None = args.file
+    if path is None:
+        try:
+            path = Path(load_settings().worker_heartbeat_file)
+        except SettingsError as exc:
+            print(f"memstack healthcheck: invalid configuration: {exc}", file=sys.stderr)
+            return 2
     try:
-        age = time.time() - args.file.stat().st_mtime
+        age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
-        print(f"no heartbeat at {args.file}", file=sys.stderr)
+        print(f"no heartbeat at {path}", file=sys.stderr)
         return 1
     if age > args.max_age:
         print(f"heartbeat is {age:.0f}s old (max {args.max_age}s)", file=sys.stderr)
@@ -85,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_migrate
     )
     health = sub.add_parser("healthcheck", help="check the worker heartbeat (liveness probe)")
-    health.add_argument("--file", type=Path, default=DEFAULT_HEARTBEAT_FILE)
+    health.add_argument("--file", type=Path, default=None, help="default: WORKER_HEARTBEAT_FILE")
     health.add_argument("--max-age", type=float, default=90.0, help="seconds")
     health.set_defaults(handler=cmd_healthcheck, needs_settings=False)
     add_keys_parser(sub)

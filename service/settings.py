@@ -31,6 +31,11 @@ SECRET_KEYS: frozenset[str] = frozenset(
 )
 
 
+# URI schemes under which Neo4j's certificate is verified; NEO4J_TLS_CA_FILE replaces the
+# system CAs for them.
+NEO4J_VERIFIED_TLS_SCHEMES: frozenset[str] = frozenset({"neo4j+s", "bolt+s"})
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the key."""
 
@@ -49,6 +54,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     neo4j_password: str = ""
     neo4j_database: str = "neo4j"
     neo4j_pool_size: PositiveInt = 50
+    # PEM bundle of the CA(s) that verify the server's certificate (neo4j+s:// or bolt+s://).
+    neo4j_tls_ca_file: str = ""
     # PostgreSQL
     postgres_host: str = "127.0.0.1"
     postgres_port: Port = 5432
@@ -57,16 +64,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     postgres_password: str = ""
     postgres_pool_size: PositiveInt = 10
     postgres_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    # libpq's sslrootcert: PEM bundle of the CA(s) that verify the server's certificate.
+    postgres_sslrootcert: str = ""
     # Redis
     redis_host: str = "127.0.0.1"
     redis_port: Port = 6379
     redis_password: str = ""
     redis_db: Annotated[int, Meta(ge=0, le=15)] = 0
     redis_tls: bool = False
+    # PEM bundle of the CA(s) that verify the server's certificate (with REDIS_TLS=true).
+    redis_tls_ca_file: str = ""
     # Queue
     queue_max_size: PositiveInt = 100_000
     job_timeout_seconds: PositiveInt = 300
     job_max_retries: Annotated[int, Meta(ge=0, le=20)] = 3
+    # The file the worker touches while it makes progress (read by `memstack healthcheck`).
+    worker_heartbeat_file: Annotated[str, Meta(min_length=1)] = "/tmp/memstack-worker.heartbeat"  # noqa: S108
     # LLM extractor (optional)
     llm_provider: Literal["none", "openai-compatible"] = "none"
     llm_base_url: str = ""
@@ -94,6 +107,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
             raise SettingsError("LLM_BASE_URL and LLM_MODEL are required when LLM_PROVIDER=openai-compatible")
         if self.bootstrap_key_too_short:
             raise SettingsError("MEMSTACK_BOOTSTRAP_API_KEY must be at least 32 characters when set")
+        if self.enable_telemetry and not self.otel_exporter_otlp_endpoint:
+            raise SettingsError("OTEL_EXPORTER_OTLP_ENDPOINT is required when ENABLE_TELEMETRY=true")
+        self._check_tls_trust()
+
+    def _check_tls_trust(self) -> None:
+        """A CA file only makes sense on a connection that uses TLS: say so instead of ignoring it."""
+        if self.postgres_sslrootcert and self.postgres_sslmode == "disable":
+            raise SettingsError("POSTGRES_SSLROOTCERT is set but POSTGRES_SSLMODE=disable: use verify-full")
+        if self.redis_tls_ca_file and not self.redis_tls:
+            raise SettingsError("REDIS_TLS_CA_FILE is set but REDIS_TLS=false: set REDIS_TLS=true")
+        scheme = self.neo4j_uri.partition("://")[0]
+        if self.neo4j_tls_ca_file and scheme not in NEO4J_VERIFIED_TLS_SCHEMES:
+            raise SettingsError(
+                f"NEO4J_TLS_CA_FILE is set but NEO4J_URI uses {scheme}://: use neo4j+s:// or bolt+s://"
+            )
 
     @property
     def bootstrap_key_too_short(self) -> bool:
@@ -111,6 +139,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
             user=self.postgres_user,
             password=self.postgres_password or None,
             sslmode=self.postgres_sslmode,
+            sslrootcert=self.postgres_sslrootcert or None,
             application_name=self.service_name,
         )
 

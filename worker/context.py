@@ -17,6 +17,7 @@ from service.memory.extractor import DeterministicExtractor
 from service.memory.ingest import IngestDeps
 from service.memory.llm_extractor import create_extractor
 from service.settings import Settings
+from service.stores.graph import driver_target
 from worker.metrics import WorkerMetrics
 
 
@@ -55,12 +56,9 @@ def open_context(settings: Settings, connection: redis.Redis, metrics: WorkerMet
         name="memstack-worker",
     )
     pool.open(wait=False)
+    uri, options = driver_target(settings)
     graph = GraphDatabase.driver(
-        settings.neo4j_uri,
-        auth=(settings.neo4j_user, settings.neo4j_password),
-        max_connection_pool_size=4,
-        connection_timeout=5.0,
-        max_transaction_retry_time=15.0,
+        uri, max_connection_pool_size=4, connection_timeout=5.0, max_transaction_retry_time=15.0, **options
     )
     return WorkerContext(settings, connection, metrics, pool, graph, build_extractor(settings, connection))
 

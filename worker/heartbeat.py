@@ -58,6 +58,8 @@ class Heartbeat:
             self._stop.wait(self._interval)
 
     def start(self) -> None:
+        # WORKER_HEARTBEAT_FILE may name a directory of its own under the writable /tmp.
+        self._path.parent.mkdir(parents=True, exist_ok=True)
         self.beat()
         self._thread.start()
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from opentelemetry import trace
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from service.cli import DEFAULT_HEARTBEAT_FILE
 from service.observability.logging import configure_logging
 from service.observability.metrics import MetricsServer, disable_created_series
+from service.observability.tracing import configure_tracing
 from service.settings import Settings, SettingsError, load_settings
 from service.stores.queue import WORKER_ALIVE_TTL_SECONDS, IngestQueue, worker_alive_key
 from service.stores.redis import QUEUE_NAME, create_sync_redis
@@ -24,6 +26,15 @@ from worker.reconciler import Reconciler
 WORKER_TTL_SECONDS = 30
 # How often a worker sweeps registries for jobs of dead workers (RQ's default is 600 s).
 MAINTENANCE_INTERVAL_SECONDS = 60
+# A no-op until ENABLE_TELEMETRY installs a tracer provider (configure_tracing).
+_TRACER = trace.get_tracer("memstack.worker")
+
+
+def _task_name(job: Job) -> str:
+    try:
+        return (job.func_name or "unknown").rsplit(".", 1)[-1]
+    except Exception:  # undecodable job data: RQ itself reports it when it runs the job
+        return "unknown"
 
 
 class MemStackWorker(SimpleWorker):
@@ -42,8 +53,10 @@ class MemStackWorker(SimpleWorker):
             self.pulse.progress()
         if self.memstack_metrics is not None:
             self.memstack_metrics.busy.set(1)
+        attributes = {"messaging.system": "rq", "messaging.destination.name": queue.name}
         try:
-            super().execute_job(job, queue)
+            with _TRACER.start_as_current_span(f"job {_task_name(job)}", attributes=attributes):
+                super().execute_job(job, queue)
         finally:
             if self.memstack_metrics is not None:
                 self.memstack_metrics.busy.set(0)
@@ -53,6 +66,7 @@ class MemStackWorker(SimpleWorker):
 
 def run_worker(settings: Settings, *, burst: bool = False) -> int:
     disable_created_series()
+    tracer_provider = configure_tracing(settings)
     connection = create_sync_redis(settings)
     metrics = WorkerMetrics()
     metrics.watch_queues(connection, [QUEUE_NAME], settings.queue_max_size)
@@ -70,7 +84,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     )
     alive_key = worker_alive_key(worker.name)
     pulse = Heartbeat(
-        DEFAULT_HEARTBEAT_FILE,
+        Path(settings.worker_heartbeat_file),
         metrics.heartbeat,
         stall_after=settings.job_timeout_seconds + 60,
         on_beat=lambda: connection.set(alive_key, 1, ex=WORKER_ALIVE_TTL_SECONDS),
@@ -93,6 +107,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
         pulse.stop()
         server.stop()
         ctx.close()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flushes the spans still in the batch
     return 0
 
 

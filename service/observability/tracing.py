@@ -1,4 +1,5 @@
-"""OpenTelemetry tracing, set up only when an OTLP endpoint is configured."""
+"""OpenTelemetry tracing, on exactly when ENABLE_TELEMETRY is (the chart opens the OTLP egress
+on the same value); Settings requires OTEL_EXPORTER_OTLP_ENDPOINT with it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from service.settings import Settings
 
 def configure_tracing(settings: Settings) -> TracerProvider | None:
     """Install a tracer provider exporting over OTLP/HTTP; None when tracing is off."""
-    if not (settings.enable_telemetry or settings.otel_exporter_otlp_endpoint):
-        return None
-    if not settings.otel_exporter_otlp_endpoint:
+    if not settings.enable_telemetry:
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

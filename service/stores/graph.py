@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from neo4j import AsyncDriver, AsyncGraphDatabase
+from typing import Any
+
+from neo4j import AsyncDriver, AsyncGraphDatabase, TrustCustomCAs
 
 from service.settings import Settings
 
@@ -19,13 +21,32 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
 )
 
 
+def driver_target(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The URI and connection options every Neo4j driver of the service (async or sync) uses.
+
+    The driver forbids TLS options on the `+s` schemes, so with NEO4J_TLS_CA_FILE the URI
+    becomes its plain scheme with `encrypted=True` and that CA as the only trust anchor:
+    the certificate and the host name are still verified, against the given CA instead of the
+    system store (Settings only accepts the CA with `neo4j+s://` or `bolt+s://`).
+    """
+    options: dict[str, Any] = {"auth": (settings.neo4j_user, settings.neo4j_password)}
+    uri = settings.neo4j_uri
+    if settings.neo4j_tls_ca_file:
+        scheme, _, rest = uri.partition("://")
+        uri = f"{scheme.removesuffix('+s')}://{rest}"
+        options["encrypted"] = True
+        options["trusted_certificates"] = TrustCustomCAs(settings.neo4j_tls_ca_file)
+    return uri, options
+
+
 def create_driver(settings: Settings) -> AsyncDriver:
+    uri, options = driver_target(settings)
     return AsyncGraphDatabase.driver(
-        settings.neo4j_uri,
-        auth=(settings.neo4j_user, settings.neo4j_password),
+        uri,
         max_connection_pool_size=settings.neo4j_pool_size,
         connection_acquisition_timeout=10.0,
         connection_timeout=5.0,
+        **options,
     )
 
 

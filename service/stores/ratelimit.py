@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from service.settings import Settings
+from service.stores.redis import server_options
 
 KEY_PREFIX = "memstack:ratelimit:"
 WINDOW_SECONDS = 60
@@ -146,13 +147,10 @@ def create_limiter_redis(settings: Settings, *, timeout: float = 0.5) -> aioredi
     """
     pool = aioredis.BlockingConnectionPool(
         connection_class=aioredis.SSLConnection if settings.redis_tls else aioredis.Connection,
-        host=settings.redis_host,
-        port=settings.redis_port,
-        db=settings.redis_db,
-        password=settings.redis_password or None,
         max_connections=POOL_SIZE,
         timeout=timeout,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
+        **server_options(settings),
     )
     return aioredis.Redis(connection_pool=pool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 import redis.asyncio as aioredis
 
@@ -15,30 +17,42 @@ QUEUE_NAME = "memstack:ingest"
 ASYNC_MAX_CONNECTIONS = 1000
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """Where and how every Redis client of the service connects: address, database, AUTH and,
+    with REDIS_TLS, verified TLS (certificate and host name, against the system CAs plus the
+    bundle in REDIS_TLS_CA_FILE). Keyword arguments for `redis.Redis` or a connection pool."""
+    options: dict[str, Any] = {
+        "host": settings.redis_host,
+        "port": settings.redis_port,
+        "db": settings.redis_db,
+        "password": settings.redis_password or None,
+    }
+    if settings.redis_tls:
+        options["ssl_cert_reqs"] = "required"
+        options["ssl_check_hostname"] = True
+        if settings.redis_tls_ca_file:
+            options["ssl_ca_certs"] = settings.redis_tls_ca_file
+    return options
+
+
 def create_async_redis(settings: Settings) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool(
         connection_class=aioredis.SSLConnection if settings.redis_tls else aioredis.Connection,
         max_connections=ASYNC_MAX_CONNECTIONS,
         timeout=5,
-        host=settings.redis_host,
-        port=settings.redis_port,
-        db=settings.redis_db,
-        password=settings.redis_password or None,
         socket_connect_timeout=3,
         socket_timeout=30,
         health_check_interval=30,
+        **server_options(settings),
     )
     return aioredis.Redis(connection_pool=pool)
 
 
 def create_sync_redis(settings: Settings) -> redis.Redis:
     return redis.Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        db=settings.redis_db,
-        password=settings.redis_password or None,
         ssl=settings.redis_tls,
         socket_connect_timeout=3,
         socket_timeout=30,
         health_check_interval=30,
+        **server_options(settings),
     )

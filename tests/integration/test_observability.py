@@ -12,10 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from service.settings import SECRET_KEYS, Settings
 from tests.integration.conftest import local_environ, running_api
+from tests.integration.pipeline_helpers import Client, running_worker
 
 
 class OtlpCollector:
@@ -66,7 +68,8 @@ def collector() -> Iterator[OtlpCollector]:
 def test_spans_are_named_by_route_template(
     collector: OtlpCollector, settings: Settings, tmp_path: Path
 ) -> None:
-    with running_api(tmp_path / "api.log", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url) as api:
+    telemetry = {"ENABLE_TELEMETRY": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+    with running_api(tmp_path / "api.log", **telemetry) as api:
         auth = {"Authorization": f"Bearer {settings.memstack_bootstrap_api_key}"}
         project = httpx.post(
             f"{api.base_url}/api/v1/projects", json={"name": f"otel-{time.time_ns()}"}, headers=auth
@@ -82,10 +85,41 @@ def test_spans_are_named_by_route_template(
     assert route_span["http.response.status_code"] == 200
 
 
-def test_no_tracing_without_an_endpoint(collector: OtlpCollector, tmp_path: Path) -> None:
-    with running_api(tmp_path / "api.log") as api:
+def test_no_tracing_unless_enable_telemetry(collector: OtlpCollector, tmp_path: Path) -> None:
+    # ENABLE_TELEMETRY is the switch (the chart opens the OTLP egress on it): an endpoint alone
+    # exports nothing.
+    with running_api(tmp_path / "api.log", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url) as api:
         httpx.get(f"{api.base_url}/health")
     assert collector.spans == []
+
+
+@pytest.fixture
+def redis_db_13(settings: Settings) -> Iterator[str]:
+    """A queue of its own (other suites use 0, 3-6, 9, 12 and 14)."""
+    connection = redis.Redis(
+        host=settings.redis_host, port=settings.redis_port, password=settings.redis_password, db=13
+    )
+    connection.flushdb()
+    yield "13"
+    connection.flushdb()
+    connection.close()
+
+
+def test_worker_exports_a_span_per_job_when_telemetry_is_on(
+    collector: OtlpCollector, settings: Settings, tmp_path: Path, redis_db_13: str
+) -> None:
+    with running_api(tmp_path / "api.log", REDIS_DB=redis_db_13) as api:
+        client = Client(api.base_url, settings.memstack_bootstrap_api_key)
+        project = client.create_project()
+        assert client.post_episode(project, "Alice Smith works at Acme Corp.").status_code == 202
+        telemetry = {"ENABLE_TELEMETRY": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+        with running_worker(tmp_path / "worker.log", REDIS_DB=redis_db_13, **telemetry):
+            client.wait_all(project, "completed", 1, timeout=60)
+    # The worker flushes its batch on shutdown; the API (telemetry off) sent nothing.
+    jobs = [attributes for name, attributes in collector.spans if name == "job ingest_episodes"]
+    assert len(jobs) == 1, collector.spans
+    assert jobs[0]["messaging.destination.name"] == "memstack:ingest"
+    assert all(name.startswith("job ") for name, _ in collector.spans)
 
 
 def test_json_logs_carry_request_ids_and_never_a_secret(settings: Settings, tmp_path: Path) -> None:

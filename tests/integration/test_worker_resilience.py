@@ -156,7 +156,9 @@ def test_worker_metrics_and_heartbeat(
         client = Client(own_api.base_url, settings.memstack_bootstrap_api_key)
         project = client.create_project()
         post_bulk(client, project, texts(20, "Metric"), batch=10)
-        with running_worker(tmp_path / "worker.log", REDIS_DB=isolated_db) as worker:
+        # A heartbeat file of its own: other workers on this machine write the default one.
+        heartbeat = {"WORKER_HEARTBEAT_FILE": str(tmp_path / "worker.heartbeat")}
+        with running_worker(tmp_path / "worker.log", REDIS_DB=isolated_db, **heartbeat) as worker:
             client.wait_all(project, "completed", 20)
             text = httpx.get(worker.metrics_url).text
             assert sample(text, "memstack_jobs_total", task="ingest_episodes", status="succeeded") == 2
@@ -171,6 +173,7 @@ def test_worker_metrics_and_heartbeat(
                 text=True,
                 check=False,
                 cwd=REPO,
+                env=local_environ(**heartbeat),
             )
             assert probe.returncode == 0, probe.stderr
         stale = subprocess.run(
@@ -179,5 +182,38 @@ def test_worker_metrics_and_heartbeat(
             text=True,
             check=False,
             cwd=REPO,
+            env=local_environ(**heartbeat),
         )
         assert stale.returncode == 1  # the heartbeat file is removed on a clean stop
+
+
+@pytest.mark.parametrize("isolated_db", [13], indirect=True)
+def test_worker_writes_the_heartbeat_where_the_setting_says(isolated_db: str, tmp_path: Path) -> None:
+    # The chart sets WORKER_HEARTBEAT_FILE from worker.heartbeatFile; the worker's probes run
+    # `memstack healthcheck` in the same environment, so both ends follow the one setting.
+    heartbeat = tmp_path / "beats" / "worker.alive"  # a directory the worker creates
+    environ = local_environ(WORKER_HEARTBEAT_FILE=str(heartbeat), REDIS_DB=isolated_db)
+
+    def probe(**overrides: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", "healthcheck", "--max-age", "30"],
+            env={**environ, **overrides},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+        )
+
+    with running_worker(tmp_path / "worker.log", WORKER_HEARTBEAT_FILE=str(heartbeat), REDIS_DB=isolated_db):
+        deadline = time.monotonic() + 15
+        while not heartbeat.exists():
+            assert time.monotonic() < deadline, f"no heartbeat at {heartbeat}"
+            time.sleep(0.1)
+        assert time.time() - heartbeat.stat().st_mtime < 30
+        healthy = probe()
+        assert healthy.returncode == 0, healthy.stderr
+        elsewhere = probe(WORKER_HEARTBEAT_FILE=str(tmp_path / "elsewhere"))
+        assert elsewhere.returncode == 1
+        assert f"no heartbeat at {tmp_path / 'elsewhere'}" in elsewhere.stderr
+    assert not heartbeat.exists()  # removed on a clean stop
+    assert probe().returncode == 1

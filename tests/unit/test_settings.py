@@ -4,8 +4,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from neo4j import TrustCustomCAs
+from psycopg.conninfo import conninfo_to_dict
 
+from service.observability.tracing import configure_tracing
 from service.settings import SECRET_KEYS, Settings, SettingsError, load_settings, read_dotenv, setting_keys
+from service.stores.graph import driver_target
+from service.stores.redis import server_options
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,6 +46,13 @@ def test_values_are_coerced_from_strings() -> None:
         ({"POSTGRES_SSLMODE": "sometimes"}, "POSTGRES_SSLMODE"),
         ({"LLM_PROVIDER": "openai-compatible"}, "LLM_BASE_URL"),
         ({"MEMSTACK_BOOTSTRAP_API_KEY": "short"}, "MEMSTACK_BOOTSTRAP_API_KEY"),
+        ({"ENABLE_TELEMETRY": "true"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"WORKER_HEARTBEAT_FILE": ""}, "WORKER_HEARTBEAT_FILE"),
+        # A CA file on a connection without TLS would be ignored silently: rejected instead.
+        ({"POSTGRES_SSLROOTCERT": "/ca.pem", "POSTGRES_SSLMODE": "disable"}, "POSTGRES_SSLROOTCERT"),
+        ({"REDIS_TLS_CA_FILE": "/ca.pem"}, "REDIS_TLS_CA_FILE"),
+        ({"NEO4J_TLS_CA_FILE": "/ca.pem", "NEO4J_URI": "bolt://db:7687"}, "NEO4J_TLS_CA_FILE"),
+        ({"NEO4J_TLS_CA_FILE": "/ca.pem", "NEO4J_URI": "neo4j+ssc://db:7687"}, "NEO4J_TLS_CA_FILE"),
     ],
 )
 def test_a_bad_value_is_rejected_naming_the_key(environ: dict[str, str], key: str) -> None:
@@ -90,3 +102,45 @@ def test_secret_keys_are_settings() -> None:
 def test_every_secret_defaults_to_empty() -> None:
     defaults = msgspec.structs.asdict(Settings())
     assert all(defaults[key.lower()] == "" for key in SECRET_KEYS)
+
+
+# --- TLS trust and the clients built from it ---------------------------------------------------
+
+
+def test_postgres_ca_reaches_the_conninfo() -> None:
+    settings = load_settings({"POSTGRES_SSLMODE": "verify-full", "POSTGRES_SSLROOTCERT": "/etc/ca/pg.pem"})
+    params = conninfo_to_dict(settings.postgres_conninfo)
+    assert params["sslmode"] == "verify-full"
+    assert params["sslrootcert"] == "/etc/ca/pg.pem"
+    assert "sslrootcert" not in conninfo_to_dict(load_settings({}).postgres_conninfo)
+
+
+@pytest.mark.parametrize(
+    ("uri", "plain"), [("neo4j+s://db:7687", "neo4j://db:7687"), ("bolt+s://db", "bolt://db")]
+)
+def test_neo4j_ca_turns_the_tls_scheme_into_explicit_options(uri: str, plain: str) -> None:
+    # The driver refuses TLS options on +s schemes: the scheme goes, encryption and the CA stay.
+    target, options = driver_target(load_settings({"NEO4J_URI": uri, "NEO4J_TLS_CA_FILE": "/ca.pem"}))
+    assert target == plain
+    assert options["encrypted"] is True
+    assert isinstance(options["trusted_certificates"], TrustCustomCAs)
+    assert options["trusted_certificates"].certs == ("/ca.pem",)
+    # Without a CA the URI is used as given (system CAs for +s).
+    assert driver_target(load_settings({"NEO4J_URI": uri}))[0] == uri
+
+
+def test_redis_tls_options_verify_and_carry_the_ca() -> None:
+    plain = server_options(load_settings({}))
+    assert not any(key.startswith("ssl") for key in plain)
+    tls = server_options(load_settings({"REDIS_TLS": "true", "REDIS_TLS_CA_FILE": "/ca.pem"}))
+    assert tls["ssl_ca_certs"] == "/ca.pem"
+    assert tls["ssl_cert_reqs"] == "required"
+    assert tls["ssl_check_hostname"] is True
+
+
+def test_telemetry_follows_enable_telemetry_only() -> None:
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+    assert configure_tracing(load_settings(endpoint)) is None  # an endpoint alone does not export
+    provider = configure_tracing(load_settings({**endpoint, "ENABLE_TELEMETRY": "true"}))
+    assert provider is not None
+    provider.shutdown()
