@@ -89,19 +89,29 @@ NEO4J_URI: {{ .Values.neo4j.uri | quote }}
 NEO4J_USER: {{ .Values.neo4j.user | quote }}
 NEO4J_DATABASE: {{ .Values.neo4j.database | quote }}
 NEO4J_POOL_SIZE: {{ .Values.neo4j.poolSize | int64 | toString | quote }}
+{{- with include "memstack.caFile" (dict "root" . "dependency" "neo4j") }}
+NEO4J_TLS_CA_FILE: {{ . | quote }}
+{{- end }}
 POSTGRES_HOST: {{ .Values.postgresql.host | quote }}
 POSTGRES_PORT: {{ .Values.postgresql.port | int64 | toString | quote }}
 POSTGRES_DB: {{ .Values.postgresql.database | quote }}
 POSTGRES_USER: {{ .Values.postgresql.user | quote }}
 POSTGRES_POOL_SIZE: {{ .Values.postgresql.poolSize | int64 | toString | quote }}
 POSTGRES_SSLMODE: {{ .Values.postgresql.sslmode | quote }}
+{{- with include "memstack.caFile" (dict "root" . "dependency" "postgresql") }}
+POSTGRES_SSLROOTCERT: {{ . | quote }}
+{{- end }}
 REDIS_HOST: {{ .Values.redis.host | quote }}
 REDIS_PORT: {{ .Values.redis.port | int64 | toString | quote }}
 REDIS_DB: {{ .Values.redis.db | int64 | toString | quote }}
 REDIS_TLS: {{ .Values.redis.tls | toString | quote }}
+{{- with include "memstack.caFile" (dict "root" . "dependency" "redis") }}
+REDIS_TLS_CA_FILE: {{ . | quote }}
+{{- end }}
 QUEUE_MAX_SIZE: {{ $c.queueMaxSize | int64 | toString | quote }}
 JOB_TIMEOUT_SECONDS: {{ $c.jobTimeoutSeconds | int64 | toString | quote }}
 JOB_MAX_RETRIES: {{ $c.jobMaxRetries | int64 | toString | quote }}
+WORKER_HEARTBEAT_FILE: {{ .Values.worker.heartbeatFile | quote }}
 LLM_PROVIDER: {{ .Values.llm.provider | quote }}
 LLM_BASE_URL: {{ .Values.llm.baseUrl | quote }}
 LLM_MODEL: {{ .Values.llm.model | quote }}
@@ -117,6 +127,60 @@ SERVICE_NAME: {{ default (include "memstack.fullname" .) $c.serviceName | quote 
 ENVIRONMENT: {{ $c.environment | quote }}
 LOG_LEVEL: {{ $c.logLevel | quote }}
 LOG_FORMAT: {{ $c.logFormat | quote }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------------------------------
+     TLS trust: a CA bundle per dependency (neo4j, postgresql, redis), from a Secret or a
+     ConfigMap, mounted read-only in every pod and named by the dependency's Settings key.
+     --------------------------------------------------------------------------------------- */}}
+{{- define "memstack.caDependencies" -}}neo4j postgresql redis{{- end -}}
+
+{{/* The CA file path of one dependency in the pods, or "" when none is given: (dict "root" $ "dependency" "neo4j") */}}
+{{- define "memstack.caFile" -}}
+{{- $ca := (index .root.Values .dependency).ca -}}
+{{- if or $ca.secretName $ca.configMapName -}}/etc/memstack/ca/{{ .dependency }}/ca.crt{{- end -}}
+{{- end -}}
+
+{{/* JSON list of the CA file paths the pods get. */}}
+{{- define "memstack.caFiles" -}}
+{{- $files := list -}}
+{{- range $dependency := splitList " " (include "memstack.caDependencies" .) -}}
+{{- with include "memstack.caFile" (dict "root" $ "dependency" $dependency) -}}{{- $files = append $files . -}}{{- end -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end -}}
+
+{{/* Volumes (list items) of the given CA bundles. */}}
+{{- define "memstack.caVolumes" -}}
+{{- range $dependency := splitList " " (include "memstack.caDependencies" .) }}
+{{- $ca := (index $.Values $dependency).ca }}
+{{- if $ca.secretName }}
+- name: ca-{{ $dependency }}
+  secret:
+    secretName: {{ $ca.secretName }}
+    items:
+      - key: {{ $ca.key }}
+        path: ca.crt
+{{- else if $ca.configMapName }}
+- name: ca-{{ $dependency }}
+  configMap:
+    name: {{ $ca.configMapName }}
+    items:
+      - key: {{ $ca.key }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Read-only volume mounts (list items) of the given CA bundles, where memstack.caFile points. */}}
+{{- define "memstack.caVolumeMounts" -}}
+{{- range $dependency := splitList " " (include "memstack.caDependencies" .) }}
+{{- if include "memstack.caFile" (dict "root" $ "dependency" $dependency) }}
+- name: ca-{{ $dependency }}
+  mountPath: /etc/memstack/ca/{{ $dependency }}
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------------------------------
@@ -290,13 +354,13 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
+{{/* The probe reads the heartbeat file from WORKER_HEARTBEAT_FILE in the container's
+     environment (the ConfigMap, from worker.heartbeatFile): the file the worker writes. */}}
 {{- define "memstack.workerHealthcheck" -}}
 exec:
   command:
     - memstack
     - healthcheck
-    - --file
-    - {{ .Values.worker.heartbeatFile }}
     - --max-age
     - {{ .Values.worker.heartbeatMaxAgeSeconds | quote }}
 {{- end -}}
@@ -409,6 +473,24 @@ exec:
 {{- end -}}
 {{- if and $v.ingress.enabled (not $v.ingress.hosts) -}}
 {{- fail "ingress.enabled=true needs at least one host in ingress.hosts" -}}
+{{- end -}}
+{{- range $dependency := splitList " " (include "memstack.caDependencies" .) -}}
+{{- $ca := (index $v $dependency).ca -}}
+{{- if and $ca.secretName $ca.configMapName -}}
+{{- fail (printf "%s.ca.secretName and %s.ca.configMapName are both set: the CA bundle comes from one of them, remove the other" $dependency $dependency) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (include "memstack.caFile" (dict "root" . "dependency" "postgresql")) (eq $v.postgresql.sslmode "disable") -}}
+{{- fail "postgresql.ca is set but postgresql.sslmode is disable: the CA would never be used, set sslmode: verify-full" -}}
+{{- end -}}
+{{- if and (include "memstack.caFile" (dict "root" . "dependency" "redis")) (not $v.redis.tls) -}}
+{{- fail "redis.ca is set but redis.tls is false: the CA would never be used, set redis.tls: true" -}}
+{{- end -}}
+{{- if and (include "memstack.caFile" (dict "root" . "dependency" "neo4j")) (not (regexMatch "^(neo4j|bolt)\\+s://" (toString $v.neo4j.uri))) -}}
+{{- fail (printf "neo4j.ca is set but neo4j.uri (%s) is not neo4j+s:// or bolt+s://: the CA verifies TLS connections only, use neo4j+s://" $v.neo4j.uri) -}}
+{{- end -}}
+{{- if and $v.config.enableTelemetry (not $v.config.otelExporterOtlpEndpoint) -}}
+{{- fail "config.enableTelemetry=true needs config.otelExporterOtlpEndpoint (the OTLP/HTTP collector, e.g. http://otel-collector:4318)" -}}
 {{- end -}}
 {{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) -}}
 {{- fail "httpRoute.enabled=true needs httpRoute.parentRefs (the Gateway to attach to)" -}}

@@ -16,6 +16,8 @@ from tests.chart_tools import CHART, FULLNAME
 API = f"{FULLNAME}-api"
 WORKER = f"{FULLNAME}-worker"
 NON_SECRET_KEYS = set(setting_keys()) - SECRET_KEYS
+# Set in the ConfigMap only when the value they come from is given (a CA bundle per dependency).
+OPTIONAL_KEYS = {"NEO4J_TLS_CA_FILE", "POSTGRES_SSLROOTCERT", "REDIS_TLS_CA_FILE"}
 
 
 def _checksums(rendered: Rendered, deployment: str = API) -> dict[str, str]:
@@ -42,8 +44,16 @@ def test_configmap_carries_exactly_the_non_secret_settings(helm: str, env: str) 
     rendered = render(helm, env)
     for name in (FULLNAME, f"{FULLNAME}-migrations"):
         data = rendered.get("ConfigMap", name)["data"]
-        assert set(data) == NON_SECRET_KEYS, name
+        assert NON_SECRET_KEYS - OPTIONAL_KEYS <= set(data) <= NON_SECRET_KEYS, name
         assert all(isinstance(v, str) for v in data.values())
+    # With every optional value given, every non-secret key is there.
+    cas = {
+        f"{dep}.ca.{f}": v
+        for dep in ("neo4j", "postgresql", "redis")
+        for f, v in (("secretName", ""), ("configMapName", "ca"))
+    }
+    tls = {"neo4j.uri": "neo4j+s://db:7687", "postgresql.sslmode": "verify-full", "redis.tls": "true"}
+    assert set(render(helm, env, sets={**tls, **cas}).get("ConfigMap", FULLNAME)["data"]) == NON_SECRET_KEYS
 
 
 def test_pods_read_every_secret_key_from_a_secret(helm: str, env: str) -> None:
@@ -180,8 +190,8 @@ def test_probes_point_at_health_and_ready(helm: str, env: str) -> None:
 
 def test_worker_liveness_uses_the_heartbeat(helm: str, env: str) -> None:
     worker = containers(render(helm, env).get("Deployment", WORKER))[0]
-    heartbeat = "/tmp/memstack-worker.heartbeat"  # noqa: S108 - the path the worker writes (an emptyDir)
-    command = ["memstack", "healthcheck", "--file", heartbeat, "--max-age", "90"]
+    # The file comes from WORKER_HEARTBEAT_FILE, as the worker's (tests/chart/test_process_values.py).
+    command = ["memstack", "healthcheck", "--max-age", "90"]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert worker[probe]["exec"]["command"] == command
     assert "pgrep" not in json.dumps(worker)
