@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
 # PostgreSQL on loopback from Debian's packages, in a cluster of our own under .state/.
 # Usage: ci/postgres.sh start|stop|status|restart
+#
+# Environment (all optional):
+#   POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD   the server and the app's role
+#   MEMSTACK_STATE_DIR               where the cluster, pid file and log live (default .state/),
+#                                    so a second instance can run beside the first
+#   POSTGRES_LISTEN_ADDRESSES        listen_addresses, comma-separated (default 127.0.0.1)
+#   POSTGRES_CLIENT_CIDRS            extra client networks (comma-separated CIDRs) admitted with a
+#                                    password; loopback is always admitted
+#   POSTGRES_TLS_CERT_FILE           server certificate (PEM, may include the chain): turns on
+#   POSTGRES_TLS_KEY_FILE            ssl=on with this key; both or neither
+#   POSTGRES_TLS_CA_FILE             CA bundle for client certificates (ssl_ca_file), optional
+# With TLS on, clients may still connect without it; sslmode=verify-full makes them verify the
+# certificate against their CA (POSTGRES_SSLROOTCERT). The files are copied into the cluster
+# directory (owned by the server's user, key mode 0600), so they may live anywhere.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -15,6 +29,13 @@ DATA="$BASE/data"
 SOCKETS="$BASE/run"
 PIDFILE="$STATE_DIR/postgres.pid"
 LOGFILE="$STATE_DIR/postgres.log"
+LISTEN="${POSTGRES_LISTEN_ADDRESSES:-127.0.0.1}"
+CLIENT_CIDRS="${POSTGRES_CLIENT_CIDRS:-}"
+TLS_CERT="${POSTGRES_TLS_CERT_FILE:-}"
+TLS_KEY="${POSTGRES_TLS_KEY_FILE:-}"
+TLS_CA="${POSTGRES_TLS_CA_FILE:-}"
+TLS_DIR="$BASE/tls"
+HBA_BEGIN="# memstack ci/postgres.sh: POSTGRES_CLIENT_CIDRS (rewritten at each start)"
 
 pg_bin() {
   local dir
@@ -43,27 +64,71 @@ init_cluster() {
     -E UTF8 --locale=C.UTF-8 >/dev/null
 }
 
+# server_options: the -c settings of this start (listen addresses, TLS), one per line.
+server_options() {
+  echo "listen_addresses=$LISTEN"
+  if [ -n "$TLS_CERT" ]; then
+    echo "ssl=on"
+    echo "ssl_cert_file=$TLS_DIR/server.crt"
+    echo "ssl_key_file=$TLS_DIR/server.key"
+    if [ -n "$TLS_CA" ]; then echo "ssl_ca_file=$TLS_DIR/ca.crt"; fi
+  else
+    echo "ssl=off"
+  fi
+}
+
+# install_tls: copy the certificate and key where the server's user owns them (it refuses a key
+# others can read).
+install_tls() {
+  rm -rf "$TLS_DIR"
+  [ -n "$TLS_CERT$TLS_KEY" ] || return 0
+  [ -n "$TLS_CERT" ] && [ -n "$TLS_KEY" ] || die "POSTGRES_TLS_CERT_FILE and POSTGRES_TLS_KEY_FILE go together"
+  mkdir -p "$TLS_DIR"
+  command install -m 0644 "$TLS_CERT" "$TLS_DIR/server.crt"
+  command install -m 0600 "$TLS_KEY" "$TLS_DIR/server.key"
+  if [ -n "$TLS_CA" ]; then command install -m 0644 "$TLS_CA" "$TLS_DIR/ca.crt"; fi
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$TLS_DIR"; fi
+}
+
+# write_hba: admit POSTGRES_CLIENT_CIDRS with a password (scram), in a block of our own.
+write_hba() {
+  local hba="$DATA/pg_hba.conf" cidr kept
+  kept=$(awk -v marker="$HBA_BEGIN" '$0 == marker { exit } { print }' "$hba")
+  {
+    printf '%s\n' "$kept"
+    if [ -n "$CLIENT_CIDRS" ]; then
+      echo "$HBA_BEGIN"
+      for cidr in ${CLIENT_CIDRS//,/ }; do echo "host all all $cidr scram-sha-256"; done
+    fi
+  } > "$hba.new"
+  mv "$hba.new" "$hba"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$hba"; fi
+}
+
 start() {
   install
   local bin
   bin=$(pg_bin)
   if pid_alive "$PIDFILE"; then
-    log "already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
+    log "already running on $LISTEN:$PORT (pid $(cat "$PIDFILE"))"
     return 0
   fi
   init_cluster "$bin"
   mkdir -p "$SOCKETS"
   touch "$LOGFILE"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$SOCKETS" "$LOGFILE"; fi
-  as_owner "$bin/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 \
-    -o "-p $PORT -k $SOCKETS -c listen_addresses=127.0.0.1" start >/dev/null \
+  install_tls
+  write_hba
+  local options=(-p "$PORT" -k "$SOCKETS") option
+  while IFS= read -r option; do options+=(-c "$option"); done < <(server_options)
+  as_owner "$bin/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 -o "${options[*]}" start >/dev/null \
     || { tail -n 20 "$LOGFILE" >&2; die "PostgreSQL did not start on port $PORT"; }
   head -n 1 "$DATA/postmaster.pid" > "$PIDFILE"
   wait_until 30 "PostgreSQL to accept connections" \
     as_owner "$bin/pg_isready" -q -h "$SOCKETS" -p "$PORT" \
     || { tail -n 20 "$LOGFILE" >&2; die "PostgreSQL is not answering on port $PORT"; }
   ensure_role "$bin"  # CREATEDB: the tests create throwaway databases
-  log "running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE")), database $DB, user $USER_NAME"
+  log "running on $LISTEN:$PORT (pid $(cat "$PIDFILE")), database $DB, user $USER_NAME${TLS_CERT:+, TLS on}"
 }
 
 psql_admin() {
@@ -96,7 +161,7 @@ stop() {
 
 status() {
   if pid_alive "$PIDFILE"; then
-    echo "postgres: running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"
+    echo "postgres: running on $LISTEN:$PORT (pid $(cat "$PIDFILE"))"
   else
     echo "postgres: not running"
     return 3
