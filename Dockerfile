@@ -3,12 +3,19 @@
 #   API (default):  uvicorn service.app:create_app --factory --host 0.0.0.0 --port 8000
 #   worker:         python -m worker
 #   migrations:     memstack migrate
+# Base image: any Debian bookworm image with Python 3.11 whose `python` has venv and pip; the
+# default is the official one. `make image` passes a local one built from Debian packages.
 # Runs as the numeric non-root user 10001 on a read-only root filesystem: the only writable
 # path is /tmp (an emptyDir in Kubernetes). No health check here: Kubernetes probes the pods.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
+# pip reads these as settings. Empty (the default) changes nothing: pip uses its index. An
+# offline build (`make image`) passes PIP_NO_INDEX=1 and PIP_FIND_LINKS=/wheels, with a
+# wheelhouse mounted there for the build only.
+ARG PIP_NO_INDEX=""
+ARG PIP_FIND_LINKS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1

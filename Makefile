@@ -19,6 +19,10 @@ install: ## Create .venv and install the service with its dev tools (idempotent)
 tools: ## Install helm 3 and 4, promtool and the chart linters (idempotent)
 	@bash ci/install-tools.sh
 
+.PHONY: image
+image: ## Build the MemStack image with buildah (offline, local Debian base) and export OCI archives
+	@bash ci/image.sh
+
 dev: install ## Run the service locally: start PostgreSQL, Redis and Neo4j, migrate, run API (reload) and worker
 	@bash ci/dev.sh
 
