@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help install dev test lint fmt unit integration migrate infra-up infra-down infra-status \
-        chart-test alerts-test e2e bench tools
+        chart-test alerts-test e2e node-e2e bench tools
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ alerts-test: ## promtool checks and unit tests for the alert rules, then the liv
 
 e2e: ## helm install/upgrade/rollback against a real API server (built from source, kwok nodes)
 	@bash ci/e2e.sh
+
+node-e2e: ## The chart's own image as real pods on a real node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS)
+	@bash ci/node-e2e.sh
 
 bench: install ## Benchmarks: ratios against a baseline measured in the same run
 	@bash ci/bench.sh

@@ -11,6 +11,11 @@
 #   status  show each component's PID/health and the nodes
 #   env     print `export KUBECONFIG=...` for the running cluster
 #
+# For the real node (ci/e2e/node.sh) the same control plane runs with E2E_CLUSTER_NAME=node,
+# E2E_APISERVER_ADDRESS=<the node bridge's address> (pods reach it through the `kubernetes`
+# Service), E2E_SERVICE_CIDR/E2E_APISERVER_SERVICE_IP in the node's private range, the lease
+# endpoint reconciler, and E2E_NODES="" (no kwok nodes unless asked for).
+#
 # State (certificates, etcd data, logs, pid files, kubeconfig) lives in
 # ${MEMSTACK_STATE_DIR:-.state}/e2e/ (git-ignored). Ports (all 127.0.0.1, non-default):
 #   etcd 23790/23800, kube-apiserver 26443, controller-manager 20257, scheduler 20259, kwok 20247.
@@ -22,7 +27,7 @@ source "$here/versions.sh"
 
 state_root="${MEMSTACK_STATE_DIR:-$repo/.state}"
 [[ "$state_root" = /* ]] || state_root="$repo/$state_root"
-S="$state_root/e2e"
+S="$state_root/${E2E_CLUSTER_NAME:-e2e}"
 PKI="$S/pki"
 LOGS="$S/logs"
 PIDS="$S/pids"
@@ -35,12 +40,18 @@ APISERVER_PORT="${E2E_APISERVER_PORT:-26443}"
 KCM_PORT="${E2E_KCM_PORT:-20257}"
 SCHED_PORT="${E2E_SCHED_PORT:-20259}"
 KWOK_PORT="${E2E_KWOK_PORT:-20247}"
-read -r -a NODES <<<"${E2E_NODES:-e2e-node-a e2e-node-b e2e-node-c}"
-SERVICE_CIDR="10.96.0.0/16"
+read -r -a NODES <<<"${E2E_NODES-e2e-node-a e2e-node-b e2e-node-c}"
+APISERVER_ADDRESS="${E2E_APISERVER_ADDRESS:-127.0.0.1}"
+SERVICE_CIDR="${E2E_SERVICE_CIDR:-10.96.0.0/16}"
+APISERVER_SERVICE_IP="${E2E_APISERVER_SERVICE_IP:-10.96.0.1}"
+# A real kubelet registers itself as this node (its certificate is system:node:<name>).
+REAL_NODE_NAME="${E2E_REAL_NODE_NAME:-memstack-node}"
+REAL_NODE_IP="${E2E_REAL_NODE_IP:-$APISERVER_ADDRESS}"
 START_TIMEOUT="${E2E_START_TIMEOUT:-120}"
 
 # Order matters: `down` stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+((${#NODES[@]} == 0)) || COMPONENTS+=(kwok)
 
 log() { printf '[e2e-cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -141,12 +152,21 @@ extendedKeyUsage=clientAuth"
     cert apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:${APISERVER_ADDRESS},IP:${APISERVER_SERVICE_IP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     cert admin "/O=system:masters/CN=memstack-e2e-admin" "$client"
     cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     cert kube-scheduler "/CN=system:kube-scheduler" "$client"
     # kwok plays every kubelet; it needs to write node and pod status for all nodes.
     cert kwok "/O=system:masters/CN=memstack-e2e-kwok" "$client"
+    # The real node: the kubelet's client (Node authorizer) and serving certificates,
+    # kube-proxy's client, and the API server's client for kubelet logs/exec.
+    cert kubelet "/O=system:nodes/CN=system:node:${REAL_NODE_NAME}" "$client"
+    cert kubelet-serving "/CN=${REAL_NODE_NAME}" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:${REAL_NODE_IP},DNS:${REAL_NODE_NAME}"
+    cert kube-proxy "/CN=system:kube-proxy" "$client"
+    cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
     openssl genrsa -out sa.key 2048 >/dev/null 2>&1
     openssl rsa -in sa.key -pubout -out sa.pub >/dev/null 2>&1
     chmod 644 ./*.crt sa.pub
@@ -161,7 +181,7 @@ kind: Config
 clusters:
 - name: memstack-e2e
   cluster:
-    server: https://127.0.0.1:${APISERVER_PORT}
+    server: https://${APISERVER_ADDRESS}:${APISERVER_PORT}
     certificate-authority: ${PKI}/ca.crt
 users:
 - name: ${user}
@@ -178,7 +198,7 @@ EOF
 
 apicurl() { # path
   curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    "https://127.0.0.1:${APISERVER_PORT}$1"
+    "https://${APISERVER_ADDRESS}:${APISERVER_PORT}$1"
 }
 
 kubectl_e2e() {
@@ -258,16 +278,22 @@ cmd_up() {
     --listen-metrics-urls "" --unsafe-no-fsync --quota-backend-bytes 2147483648 --log-level warn
   wait_for etcd "$START_TIMEOUT" curl -fsS --max-time 2 "http://127.0.0.1:${ETCD_PORT}/health"
 
+  # `kubernetes.default` needs endpoints only when real pods talk to the API server.
+  local reconciler=none
+  [[ "$APISERVER_ADDRESS" == 127.0.0.1 ]] || reconciler=lease
   start_proc kube-apiserver \
     --etcd-servers "http://127.0.0.1:${ETCD_PORT}" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --bind-address "$APISERVER_ADDRESS" --advertise-address "$APISERVER_ADDRESS" --secure-port "$APISERVER_PORT" \
     --cert-dir "$PKI" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-account-issuer "https://kubernetes.default.svc.cluster.local" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
-    --authorization-mode RBAC --allow-privileged=true \
-    --endpoint-reconciler-type none --profiling=false --v=1
+    --authorization-mode Node,RBAC --allow-privileged=true --enable-admission-plugins NodeRestriction \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --endpoint-reconciler-type "$reconciler" --profiling=false --v=1
   wait_for kube-apiserver "$START_TIMEOUT" apicurl /readyz
 
   start_proc kube-controller-manager \
@@ -288,20 +314,24 @@ cmd_up() {
     --authorization-kubeconfig "$S/kube-scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --cert-dir "$S/scheduler-certs" \
     --leader-elect=false --profiling=false --v=1
-  start_proc kwok \
+  if ((${#NODES[@]} > 0)); then start_proc kwok \
     --kubeconfig "$S/kwok.kubeconfig" --config "$here/kwok-stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --server-address "127.0.0.1:${KWOK_PORT}" --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
-    --cidr 10.244.0.1/16 --node-lease-duration-seconds 40
+    --cidr 10.244.0.1/16 --node-lease-duration-seconds 40; fi
   wait_for kube-controller-manager "$START_TIMEOUT" curl -fsSk --max-time 2 "https://127.0.0.1:${KCM_PORT}/healthz"
   wait_for kube-scheduler "$START_TIMEOUT" curl -fsSk --max-time 2 "https://127.0.0.1:${SCHED_PORT}/healthz"
 
-  create_nodes | kubectl_e2e apply -f - >/dev/null
-  wait_for kwok "$START_TIMEOUT" nodes_ready
+  if ((${#NODES[@]} > 0)); then
+    create_nodes | kubectl_e2e apply -f - >/dev/null
+    wait_for kwok "$START_TIMEOUT" nodes_ready
+  fi
   # Namespaces only become usable once the service-account controller has run.
   wait_for kube-controller-manager "$START_TIMEOUT" default_sa_exists
 
   trap - EXIT
+  write_kubeconfig "$S/kubelet.kubeconfig" kubelet
+  write_kubeconfig "$S/kube-proxy.kubeconfig" kube-proxy
   log "cluster up: Kubernetes v${E2E_K8S_VERSION}, ${#NODES[@]} kwok nodes"
   log "export KUBECONFIG=$KUBECONFIG_FILE"
 }

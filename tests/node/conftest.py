@@ -1,0 +1,47 @@
+"""Fixtures for the chart on a real node: real pods of the project's own image.
+
+`make node-e2e` (ci/node-e2e.sh) starts the control plane, a kubelet with containerd and
+runc, kube-proxy and CoreDNS, imports the image built by ci/image.sh, publishes the local
+PostgreSQL, Redis and Neo4j on the node's bridge address, and sets:
+  MEMSTACK_NODE_KUBECONFIG   admin kubeconfig of that cluster
+  MEMSTACK_E2E_HELM3/HELM4   helm binaries
+  MEMSTACK_E2E_KUBECTL       kubectl
+  E2E_NODE_IP, E2E_NODE_NAME (ci/e2e/node.env)
+
+Without MEMSTACK_NODE_KUBECONFIG these tests are not collected at all (a plain `pytest tests`
+never reports them as passed or skipped); they run only through `make node-e2e`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.e2e.kube import Cluster
+from tests.node.node import Node
+
+if not os.environ.get("MEMSTACK_NODE_KUBECONFIG"):
+    collect_ignore_glob = ["test_*.py"]
+
+
+def _tool(env: str, fallback: str) -> str:
+    path = os.environ.get(env) or shutil.which(fallback)
+    if not path:
+        raise pytest.UsageError(f"{env} is not set and {fallback} is not on PATH (run `make node-e2e`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def node() -> Node:
+    cluster = Cluster(
+        kubeconfig=os.environ["MEMSTACK_NODE_KUBECONFIG"],
+        kubectl=_tool("MEMSTACK_E2E_KUBECTL", "kubectl"),
+        helm3=_tool("MEMSTACK_E2E_HELM3", "helm3"),
+        helm4=_tool("MEMSTACK_E2E_HELM4", "helm4"),
+    )
+    n = Node.from_environ(cluster)
+    # Fail loudly (not skip) when the node is not there or not ready.
+    n.assert_ready()
+    return n
