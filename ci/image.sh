@@ -10,6 +10,7 @@
 #        <tag>-crash        the API (uvicorn) and the worker (python -m worker) exit 1 at start
 #        <tag>-never-ready  both stay up; /health answers 200, /ready never does, and the
 #                           worker never writes its heartbeat
+#      both also carry one more, expand-only migration (the next release's schema);
 #      `memstack migrate` (the chart's hook) and every other memstack command work as usual.
 # Each image is exported as an OCI archive (for `ctr -n k8s.io images import FILE`) into
 # ${MEMSTACK_IMAGE_DIR:-$CACHE_DIR/image}, with images.env naming the references. A run with
@@ -94,6 +95,9 @@ TAG="$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb
   "$REPO_ROOT/pyproject.toml")"
 IMAGE="$REPO_NAME:$TAG"
 CRASH_IMAGE="$REPO_NAME:$TAG-crash"
+# Numbered right after the last real migration (versions run 1..N without gaps).
+FAULT_MIGRATION="$(printf '%04d_fault_release_expand.sql' \
+  $(($(find "$REPO_ROOT/service/stores/migrations" -name '[0-9]*.sql' | wc -l) + 1)))"
 NEVER_READY_IMAGE="$REPO_NAME:$TAG-never-ready"
 
 # --- 1. base image --------------------------------------------------------------------
@@ -374,8 +378,15 @@ def main() -> None:
 main()
 PY
   fi
+  # The broken release also ships a newer schema (expand-only, as every migration must be),
+  # so its hook really migrates ahead and a rollback must run on a schema newer than its code.
+  mkdir -p "$dir/migrations"
+  cat >"$dir/migrations/$FAULT_MIGRATION" <<'SQL'
+-- Fault-injection images: the next release's (expand-only) schema change.
+ALTER TABLE episodes ADD COLUMN IF NOT EXISTS fault_release_note text;
+SQL
   chmod 0755 "$dir/uvicorn"
-  chmod -R a+rX "$dir/fault"
+  chmod -R a+rX "$dir/fault" "$dir/migrations"
 }
 
 build_fault_image() {  # build_fault_image KIND TARGET
@@ -386,6 +397,8 @@ build_fault_image() {  # build_fault_image KIND TARGET
   c=$CTR
   buildah copy --quiet --chown 0:0 "$c" "$dir/fault" /opt/memstack-fault >/dev/null
   buildah copy --quiet --chown 0:0 "$c" "$dir/uvicorn" /opt/venv/bin/uvicorn >/dev/null
+  buildah copy --quiet --chown 0:0 "$c" "$dir/migrations/$FAULT_MIGRATION" \
+    "/opt/venv/lib/python3.11/site-packages/service/stores/migrations/$FAULT_MIGRATION" >/dev/null
   buildah config --env PYTHONPATH=/opt/memstack-fault --label "org.memstack.fault=$kind" "$c"
   buildah commit --quiet --rm "$c" "$target" >/dev/null
   rm -rf "$dir"

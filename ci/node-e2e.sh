@@ -6,7 +6,7 @@
 #   4. the node's bridge, the control plane listening on it, the node (ci/e2e/node.sh)
 #   5. pytest tests/node
 #   6. teardown in reverse, by PID, on every exit path (also a killed earlier run's)
-# Env: NODE_E2E_PYTEST_ARGS (extra pytest arguments), E2E_KEEP_CLUSTER=1 to leave it running.
+# Env: NODE_E2E_PYTEST_ARGS (pytest arguments instead of `tests/node`), E2E_KEEP_CLUSTER=1 to leave it running.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -81,4 +81,4 @@ export MEMSTACK_E2E_HELM3="$tools_bin/helm3"
 export MEMSTACK_E2E_HELM4="$tools_bin/helm4"
 export MEMSTACK_E2E_KUBECTL="$E2E_KUBECTL"
 # shellcheck disable=SC2086
-.venv/bin/pytest tests/node -p no:cacheprovider ${NODE_E2E_PYTEST_ARGS:-}
+.venv/bin/pytest -p no:cacheprovider ${NODE_E2E_PYTEST_ARGS:-tests/node}

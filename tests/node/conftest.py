@@ -21,6 +21,10 @@ import pytest
 
 from tests.e2e.kube import Cluster
 from tests.node.node import Node
+from tests.node.traffic import TrafficReport
+
+# Every traffic verdict of the run, printed at the end (the numbers the docs quote).
+TRAFFIC_REPORTS: list[tuple[str, TrafficReport]] = []
 
 if not os.environ.get("MEMSTACK_NODE_KUBECONFIG"):
     collect_ignore_glob = ["test_*.py"]
@@ -45,3 +49,11 @@ def node() -> Node:
     # Fail loudly (not skip) when the node is not there or not ready.
     n.assert_ready()
     return n
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not TRAFFIC_REPORTS:
+        return
+    terminalreporter.section("traffic during upgrades and rollbacks")
+    for step, report in TRAFFIC_REPORTS:
+        terminalreporter.write_line(f"{step}: {report.summary()}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime
@@ -204,3 +205,38 @@ class Node:
                 "SELECT version, applied_at FROM schema_migrations ORDER BY version"
             ).fetchall()
         return [(int(v), t) for v, t in rows]
+
+
+class ReadyPods:
+    """Samples, every `interval` seconds in a thread, how many pods of `selector` are Ready:
+    a rolling update that keeps `maxUnavailable: 0` never goes below the replica count."""
+
+    def __init__(self, node: Node, namespace: str, selector: str, interval: float = 1.0) -> None:
+        self._node, self._ns, self._sel, self._interval = node, namespace, selector, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ready-pods", daemon=True)
+        self.samples: list[int] = []
+
+    def _ready(self) -> int:
+        pods = self._node.pods(self._ns, self._sel)
+        return sum(
+            1
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or []
+            )
+        )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self._ready())
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> ReadyPods:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

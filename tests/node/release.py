@@ -80,11 +80,18 @@ class NodeRelease:
                 "redis.password": n.passwords["redis"],
                 "bootstrapApiKey.value": n.bootstrap_key,
             }
+        # Helm applies all --set before all --set-string, whatever their order: an override of
+        # a key set here replaces it instead of following it.
+        extra = [*self.extra, *overrides]
+        for flag, kv in zip(extra[::2], extra[1::2], strict=True):
+            assert flag == "--set", f"overrides are --set KEY=VALUE pairs, got {flag} {kv}"
+            key, _, value = kv.partition("=")
+            sets[key] = value
         out = ["-f", str(VALUES_DIR / f"{self.values}.yaml"), *ONE_NODE.get(self.values, [])]
         for key, value in sets.items():
             flag = "--set-string" if key.endswith(("password", "value", "tag")) else "--set"
             out += [flag, f"{key}={value}"]
-        return [*out, *self.extra, *overrides]
+        return out
 
     def prerequisites(self) -> None:
         """What an operator creates before installing staging/prod: the Secrets the values

@@ -19,11 +19,12 @@ from service.settings import load_settings
 from tests.e2e.kube import RELEASE, wait_until
 from tests.integration.conftest import local_environ
 from tests.integration.pipeline_helpers import graph_counts
-from tests.node.node import Node, image_tag
-from tests.node.release import API, WORKER, NodeRelease
+from tests.node.conftest import TRAFFIC_REPORTS
+from tests.node.node import Node, ReadyPods, image_tag
+from tests.node.release import API, MIGRATIONS, WORKER, NodeRelease
 from tests.node.traffic import EpisodeLoad, EventFollower, TrafficReport, setup_project, verify
 
-CASES = [("dev", 4)]
+CASES = [("dev", 4), ("prod", 3)]
 CONFIG_CHANGE = ("--set", "config.rateLimitPerMinute=1234")
 
 
@@ -56,6 +57,7 @@ class Rollouts:
             load.stop()
         report = verify([load], followers, timeout=300)
         self.reports[step] = report
+        TRAFFIC_REPORTS.append((f"{self.rel.namespace} {step}", report))
         self.first_index += len(load.records)
         assert report.ok, f"{step}: {report.summary()}"
         assert report.accepted >= 10, f"{step}: too little traffic to prove anything: {report.summary()}"
@@ -76,7 +78,7 @@ class TestRollouts:
     def test_install(self, ro: Rollouts) -> None:
         res = ro.rel.install()
         assert res.returncode == 0, ro.rel.explain(res)
-        ro.rel.node.assert_pods_ready(ro.rel.namespace, API, 1)
+        ro.rel.node.assert_pods_ready(ro.rel.namespace, API, ro.rel.replicas("api"))
         ro.done.add("install")
 
     def test_b_worker_killed_mid_job(self, ro: Rollouts) -> None:
@@ -112,12 +114,21 @@ class TestRollouts:
         """A config change rolls every pod, one at a time, while traffic flows: nothing lost."""
         ro.require("install")
         before = ro.pod_uids(API) | ro.pod_uids(WORKER)
-        with ro.traffic("upgrade"):
+        replicas = ro.rel.replicas("api")
+        with ro.traffic("upgrade"), ReadyPods(ro.rel.node, ro.rel.namespace, API) as ready:
             res = ro.rel.upgrade(*CONFIG_CHANGE)
             assert res.returncode == 0, ro.rel.explain(res)
-        after = ro.pod_uids(API) | ro.pod_uids(WORKER)
-        assert not before & after, f"pods not replaced by the upgrade: {before & after}"
+            # The old pods drain (preStop, then graceful shutdown) after the new ones are Ready;
+            # keep the traffic going until they are gone, so their streams were really cut.
+            wait_until(
+                "the old pods gone",
+                lambda: not before & (ro.pod_uids(API) | ro.pod_uids(WORKER)),
+                timeout=180,
+            )
         assert ro.rel.history() == [(1, "superseded"), (2, "deployed")]
+        # One at a time (maxSurge 1, maxUnavailable 0): never fewer Ready API pods than replicas.
+        assert len(ready.samples) >= 5, ready.samples
+        assert min(ready.samples) >= replicas, f"Ready API pods during the roll: {ready.samples}"
         report = ro.reports["upgrade"]
         assert all(f.reconnects >= 1 for f in report.followers), (
             f"the API pod rolled but no follower had to resume: {report.summary()}"
@@ -137,8 +148,13 @@ class TestRollouts:
             res = ro.rel.rollback(good)
             assert res.returncode == 0, ro.rel.explain(res)
         assert ro.rel.history()[-1][1] == "deployed"
+        # The broken release's hook migrated ahead (its image ships the next migration): the
+        # rolled-back pods run, and are Ready, on a schema newer than their code.
+        versions = [v for v, _ in ro.rel.node.schema_migrations(ro.rel.endpoints, ro.rel.database)]
+        assert versions == list(range(1, len(MIGRATIONS) + 2)), versions
         for selector in (API, WORKER):
-            for p in ro.rel.node.assert_pods_ready(ro.rel.namespace, selector, 1):
+            component = "api" if selector == API else "worker"
+            for p in ro.rel.node.assert_pods_ready(ro.rel.namespace, selector, ro.rel.replicas(component)):
                 images = {c["image"] for c in p["spec"]["containers"]}
                 assert images == {f"localhost/memstack:{image_tag()}"}, images
 
