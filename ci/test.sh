@@ -23,8 +23,9 @@ log "unit and integration tests"
 .venv/bin/memstack migrate
 .venv/bin/pytest tests/unit tests/integration
 
-# e2e: helm install/upgrade/rollback on a real API server (built once, then cached).
-for suite in chart-test alerts-test e2e; do
+# e2e: helm install/upgrade/rollback on a real API server (built once, then cached);
+# node-e2e: the image as real pods on a real node.
+for suite in chart-test alerts-test e2e node-e2e; do
   if [ -f "ci/$suite.sh" ]; then
     log "$suite"
     bash "ci/$suite.sh"
