@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,6 +125,31 @@ class Cluster:
         env["HELM_CONFIG_HOME"] = str(base / "config")
         env["HELM_DATA_HOME"] = str(base / "data")
         return env
+
+    @classmethod
+    def from_environ(cls, kubeconfig_env: str, make_target: str) -> Cluster:
+        """The cluster named by `kubeconfig_env`, with kubectl and both Helms from the
+        environment (or PATH); fails loudly, never skips, when it is not there or not ready."""
+
+        def tool(env: str, fallback: str) -> str:
+            path = os.environ.get(env) or shutil.which(fallback)
+            if not path:
+                raise pytest.UsageError(
+                    f"{env} is not set and {fallback} is not on PATH (run `{make_target}`)"
+                )
+            return path
+
+        c = cls(
+            kubeconfig=os.environ[kubeconfig_env],
+            kubectl=tool("MEMSTACK_E2E_KUBECTL", "kubectl"),
+            helm3=tool("MEMSTACK_E2E_HELM3", "helm3"),
+            helm4=tool("MEMSTACK_E2E_HELM4", "helm4"),
+        )
+        c.kubectl_run("get", "--raw", "/readyz")
+        for version in (3, 4):
+            out = c.helm(version, "version", "--template", "{{.Version}}").stdout.strip()
+            assert out.startswith(f"v{version}."), f"helm{version} is {out}"
+        return c
 
     def helm_bin(self, version: int) -> str:
         return {3: self.helm3, 4: self.helm4}[version]

@@ -15,7 +15,6 @@ never reports them as passed or skipped); they run only through `make node-e2e`.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -30,22 +29,9 @@ if not os.environ.get("MEMSTACK_NODE_KUBECONFIG"):
     collect_ignore_glob = ["test_*.py"]
 
 
-def _tool(env: str, fallback: str) -> str:
-    path = os.environ.get(env) or shutil.which(fallback)
-    if not path:
-        raise pytest.UsageError(f"{env} is not set and {fallback} is not on PATH (run `make node-e2e`)")
-    return path
-
-
 @pytest.fixture(scope="session")
 def node() -> Node:
-    cluster = Cluster(
-        kubeconfig=os.environ["MEMSTACK_NODE_KUBECONFIG"],
-        kubectl=_tool("MEMSTACK_E2E_KUBECTL", "kubectl"),
-        helm3=_tool("MEMSTACK_E2E_HELM3", "helm3"),
-        helm4=_tool("MEMSTACK_E2E_HELM4", "helm4"),
-    )
-    n = Node.from_environ(cluster)
+    n = Node.from_environ(Cluster.from_environ("MEMSTACK_NODE_KUBECONFIG", "make node-e2e"))
     # Fail loudly (not skip) when the node is not there or not ready.
     n.assert_ready()
     return n
