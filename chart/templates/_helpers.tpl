@@ -66,11 +66,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The image of every pod the chart runs (API, worker, migration hook, test pod).
+     Registry: global.imageRegistry when set, else image.registry (Bitnami semantics); with
+     both empty the reference is exactly `<repository>:<tag>` (or `<repository>@<digest>`). */}}
+{{- define "memstack.imageRegistry" -}}
+{{- $global := dig "imageRegistry" "" (.Values.global | default dict) | toString -}}
+{{- default (.Values.image.registry | default "" | toString) $global | trimSuffix "/" -}}
+{{- end -}}
+
 {{- define "memstack.image" -}}
+{{- $repository := .Values.image.repository -}}
+{{- with include "memstack.imageRegistry" . -}}
+{{- $repository = printf "%s/%s" . $repository -}}
+{{- end -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -411,6 +423,12 @@ exec:
 {{- end }}
 {{- end }}
 
+{{/* neo4j.uri: a scheme the service accepts, a host (DNS name, IPv4 or [IPv6]), an optional
+     port, and optionally a path or query (routing context). Kept equal to the schema's pattern. */}}
+{{- define "memstack.neo4jUriPattern" -}}
+^(bolt|neo4j)(\+s|\+ssc)?://([A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?].*)?$
+{{- end -}}
+
 {{/* ---------------------------------------------------------------------------------------
      Cross-field rules the JSON schema cannot express. Each message says what to change.
      --------------------------------------------------------------------------------------- */}}
@@ -431,11 +449,40 @@ exec:
 {{- fail (printf "%s.pdb is enabled without minAvailable or maxUnavailable: set one (maxUnavailable: 1 is recommended) or disable the PDB" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- /* A PDB that allows no eviction at the smallest replica count the workload can run at
+       (fixed replicas, the HPA's minReplicas, or KEDA's minReplicaCount but at least 1)
+       blocks every node drain. Percentages round up, as the disruption controller does. */ -}}
 {{- range $name := list "api" "worker" -}}
 {{- $c := index $v $name -}}
-{{- $scaled := or $c.autoscaling.enabled (and (eq $name "worker") $v.worker.keda.enabled) -}}
-{{- if and $c.pdb.enabled (not $scaled) (not (kindIs "invalid" $c.pdb.minAvailable)) (not (kindIs "string" $c.pdb.minAvailable)) (ge (int64 $c.pdb.minAvailable) (int64 $c.replicas)) -}}
-{{- fail (printf "%s.pdb.minAvailable (%v) >= %s.replicas (%v) blocks every node drain: use %s.pdb.maxUnavailable: 1 (and minAvailable: null) or raise replicas" $name $c.pdb.minAvailable $name $c.replicas $name) -}}
+{{- if $c.pdb.enabled -}}
+{{- $floor := int64 $c.replicas -}}
+{{- $floorName := printf "%s.replicas" $name -}}
+{{- $raise := "raise replicas" -}}
+{{- if and (eq $name "worker") $v.worker.keda.enabled -}}
+{{- $floor = max 1 (int64 $v.worker.keda.minReplicaCount) | int64 -}}
+{{- $floorName = "worker.keda.minReplicaCount" -}}
+{{- $raise = "raise worker.keda.minReplicaCount" -}}
+{{- else if $c.autoscaling.enabled -}}
+{{- $floor = int64 $c.autoscaling.minReplicas -}}
+{{- $floorName = printf "%s.autoscaling.minReplicas" $name -}}
+{{- $raise = printf "raise %s.autoscaling.minReplicas" $name -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $c.pdb.maxUnavailable) -}}
+{{- if eq (trimSuffix "%" (toString $c.pdb.maxUnavailable)) "0" -}}
+{{- fail (printf "%s.pdb.maxUnavailable (%v) allows no eviction and blocks every node drain: use %s.pdb.maxUnavailable: 1 (or minAvailable below %s)" $name $c.pdb.maxUnavailable $name $floorName) -}}
+{{- end -}}
+{{- else if not (kindIs "invalid" $c.pdb.minAvailable) -}}
+{{- $min := $c.pdb.minAvailable -}}
+{{- $required := int64 0 -}}
+{{- if kindIs "string" $min -}}
+{{- $required = div (add (mul (int64 (trimSuffix "%" $min)) $floor) 99) 100 | int64 -}}
+{{- else -}}
+{{- $required = int64 $min -}}
+{{- end -}}
+{{- if and (gt $floor 0) (ge $required $floor) -}}
+{{- fail (printf "%s.pdb.minAvailable (%v) >= %s (%d) blocks every node drain: use %s.pdb.maxUnavailable: 1 (and minAvailable: null) or %s" $name $min $floorName $floor $name $raise) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and $v.worker.keda.enabled $v.worker.autoscaling.enabled -}}
@@ -452,6 +499,15 @@ exec:
 {{- if and (index $spec 2) $v.externalSecrets.enabled -}}
 {{- fail (printf "%s.%s is set while externalSecrets.enabled=true: the ExternalSecret provides the credentials, remove %s.%s (or use %s.existingSecret)" $section $field $section $field $section) -}}
 {{- end -}}
+{{- end -}}
+{{- /* Required endpoints: a blank value (empty or YAML null) would start pods pointing at nothing. */ -}}
+{{- range $spec := list (list "neo4j.uri" $v.neo4j.uri "bolt://neo4j:7687") (list "postgresql.host" $v.postgresql.host "postgresql.databases.svc") (list "redis.host" $v.redis.host "redis.databases.svc") -}}
+{{- if not (trim (toString (index $spec 1 | default ""))) -}}
+{{- fail (printf "%s is empty: it is required, set it (e.g. %s)" (index $spec 0) (index $spec 2)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (regexMatch (include "memstack.neo4jUriPattern" .) (toString $v.neo4j.uri)) -}}
+{{- fail (printf "neo4j.uri (%s) is not a Neo4j URI with a host: use <scheme>://<host>[:<port>] with scheme bolt, bolt+s, bolt+ssc, neo4j, neo4j+s or neo4j+ssc (e.g. bolt://neo4j:7687)" $v.neo4j.uri) -}}
 {{- end -}}
 {{- if $v.externalSecrets.enabled -}}
 {{- if not $v.externalSecrets.secretStoreRef.name -}}

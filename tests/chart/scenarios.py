@@ -32,6 +32,9 @@ FEATURES: dict[str, str] = {
     "api.autoscaling.enabled": "false",
     "api.pdb.maxUnavailable": "null",
     "api.pdb.minAvailable": "2",
+    "api.pdb.unhealthyPodEvictionPolicy": "AlwaysAllow",
+    "worker.pdb.unhealthyPodEvictionPolicy": "IfHealthyBudget",
+    "global.imageRegistry": "mirror.internal",
     "secrets.reloader": "true",
 }
 
