@@ -107,15 +107,6 @@ class Node:
         out = self.ctr("containers", "ls", "-q", f'labels."io.kubernetes.pod.namespace"=={namespace}')
         return out.split()
 
-    def running_tasks_of(self, namespace: str) -> list[str]:
-        ids = set(self.containers_of(namespace))
-        running = []
-        for line in self.ctr("tasks", "ls").splitlines()[1:]:
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] in ids and parts[2] == "RUNNING":
-                running.append(parts[0])
-        return running
-
     def kill_container(self, pod: Obj, container: str) -> None:
         """SIGKILL a container's process through containerd: a crash, not a graceful stop."""
         status = next(c for c in pod["status"]["containerStatuses"] if c["name"] == container)

@@ -211,7 +211,25 @@ class LoadStats:
     recovered_by_key: int
 
 
-class EpisodeLoad:
+class _Background:
+    """Runs in threads between start() and stop(); as a context manager, around the block."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EpisodeLoad(_Background):
     """Client threads that each post one episode at a time until stopped (or a limit is hit).
 
     Each logical episode gets a unique Idempotency-Key and content from `episode_content`.
@@ -311,14 +329,6 @@ class EpisodeLoad:
     @property
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- what happened
 
@@ -517,7 +527,7 @@ class _SseParser:
         return None
 
 
-class EventFollower:
+class EventFollower(_Background):
     """Follows a project's SSE stream in a thread, reconnecting with Last-Event-ID until stopped.
 
     It starts from `last_event_id` ("0-0" = the whole stream kept, so a follower started before
@@ -587,14 +597,6 @@ class EventFollower:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 raise HarnessError(f"{self.name}: event thread still running after stop")
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- what it saw
 
