@@ -13,15 +13,11 @@ Like the rate limiter it fails open: if Redis is unreachable or slow, lookups go
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from loguru import logger
-from redis.exceptions import RedisError
 
-from service.api.ratelimit import BACKOFF_SECONDS, REDIS_BUDGET_SECONDS, client_ip, parse_trusted_proxies
+from service.api.ratelimit import REDIS_BUDGET_SECONDS, FailOpen, client_ip, parse_trusted_proxies
 from service.asgi import Scope
 from service.settings import Settings
 from service.stores.ratelimit import RateDecision, RateLimiter, create_limiter_redis
@@ -37,7 +33,7 @@ class AuthThrottle:
         self._trusted = parse_trusted_proxies(settings.trusted_proxies)
         self._settings = settings
         self._client: aioredis.Redis | None = None
-        self._skip_until = 0.0
+        self._fail_open = FailOpen("auth throttle", "not throttling unknown keys")
 
     async def retry_after(self, scope: Any) -> int:
         """Seconds before this client's next unknown key may be looked up; 0 means go ahead."""
@@ -52,21 +48,11 @@ class AuthThrottle:
         return "ip:" + client_ip(cast(Scope, scope), self._trusted)
 
     async def _ask(self, scope: Any, *, peek: bool) -> RateDecision | None:
-        if self._limiter is None or time.monotonic() < self._skip_until:
+        if self._limiter is None or self._fail_open.skipping:
             return None
         if self._client is None:  # created on first use, inside the server's event loop
             self._client = create_limiter_redis(self._settings, timeout=REDIS_BUDGET_SECONDS)
-        try:
-            async with asyncio.timeout(REDIS_BUDGET_SECONDS):
-                return await self._limiter.hit(self._client, self.identity(scope), peek=peek)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._skip_until = time.monotonic() + BACKOFF_SECONDS
-            logger.warning(
-                "auth throttle: Redis unavailable ({error}); not throttling unknown keys for {seconds}s",
-                error=type(exc).__name__,
-                seconds=BACKOFF_SECONDS,
-            )
-            return None
+        return await self._fail_open.hit(self._limiter, self._client, self.identity(scope), peek=peek)
 
     async def aclose(self) -> None:
         if self._client is not None:

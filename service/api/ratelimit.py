@@ -109,6 +109,37 @@ def rate_limit_headers(decision: RateDecision) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+class FailOpen:
+    """One limiter hit within REDIS_BUDGET_SECONDS that fails open: on a Redis error or timeout
+    it answers None, says so once, and leaves Redis alone for BACKOFF_SECONDS."""
+
+    def __init__(self, name: str, meanwhile: str) -> None:
+        self._name = name
+        self._meanwhile = meanwhile  # what happens while Redis is skipped, for the log line
+        self._skip_until = 0.0
+
+    @property
+    def skipping(self) -> bool:
+        return time.monotonic() < self._skip_until
+
+    async def hit(
+        self, limiter: RateLimiter, client: aioredis.Redis, identity: str, *, peek: bool = False
+    ) -> RateDecision | None:
+        try:
+            async with asyncio.timeout(REDIS_BUDGET_SECONDS):
+                return await limiter.hit(client, identity, peek=peek)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._skip_until = time.monotonic() + BACKOFF_SECONDS
+            logger.warning(
+                "{name}: Redis unavailable ({error}); {meanwhile} for {seconds}s",
+                name=self._name,
+                error=type(exc).__name__,
+                meanwhile=self._meanwhile,
+                seconds=BACKOFF_SECONDS,
+            )
+            return None
+
+
 class RateLimitMiddleware:
     """Pure ASGI middleware; usable inside Litestar (see `rate_limit_middleware`) or around any app."""
 
@@ -119,7 +150,7 @@ class RateLimitMiddleware:
         self.redis_getter = redis_getter or self._own_client
         self._client: aioredis.Redis | None = None
         self._settings = settings
-        self._skip_until = 0.0
+        self._fail_open = FailOpen("rate limiter", "letting requests through")
 
     def _own_client(self, scope: Scope) -> aioredis.Redis:
         # Created on first use, inside the server's event loop; one small pool per process.
@@ -157,22 +188,12 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send_with_headers)
 
     async def _decide(self, scope: Scope, limiter: RateLimiter) -> RateDecision | None:
-        if time.monotonic() < self._skip_until:
+        if self._fail_open.skipping:
             return None
         client = self.redis_getter(scope)
         if client is None:
             return None
-        try:
-            async with asyncio.timeout(REDIS_BUDGET_SECONDS):
-                return await limiter.hit(client, client_identity(scope, self.trusted))
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._skip_until = time.monotonic() + BACKOFF_SECONDS
-            logger.warning(
-                "rate limiter: Redis unavailable ({error}); letting requests through for {seconds}s",
-                error=type(exc).__name__,
-                seconds=BACKOFF_SECONDS,
-            )
-            return None
+        return await self._fail_open.hit(limiter, client, client_identity(scope, self.trusted))
 
     @staticmethod
     async def _reject(scope: Scope, send: Send, decision: RateDecision) -> None:
