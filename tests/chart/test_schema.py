@@ -166,3 +166,29 @@ def test_schema_is_strict_everywhere_except_global() -> None:
     assert _walk(schema, "") == [".global"]
     assert "additionalProperties" not in schema["properties"]["global"]
     assert schema["properties"]["global"]["properties"]["imageRegistry"]["type"] == "string"
+
+
+@pytest.mark.parametrize(
+    ("sets", "named"),
+    [
+        ({}, "serviceMonitor.enabled=true"),
+        ({"serviceMonitor.enabled": "false"}, "prometheusRule.enabled=true"),
+        ({"prometheusRule.enabled": "false"}, "serviceMonitor.enabled=true"),
+    ],
+)
+def test_monitoring_without_metrics_is_rejected(helm: str, env: str, sets: dict[str, str], named: str) -> None:
+    """With metrics off no target is ever up: the down alerts would page on a healthy release."""
+    message = render_error(helm, env, sets={"config.enableMetrics": "false", **sets})
+    assert f"config.enableMetrics=false serves no metrics, but {named}" in message
+    assert "MemStackApiDown/MemStackWorkerDown would page on a healthy release" in message
+    assert "Set serviceMonitor.enabled=false and prometheusRule.enabled=false too" in message
+
+
+def test_metrics_off_renders_without_monitoring(helm: str) -> None:
+    rendered = render(
+        helm,
+        sets={"config.enableMetrics": "false", "serviceMonitor.enabled": "false", "prometheusRule.enabled": "false"},
+    )
+    assert not rendered.has("ServiceMonitor")
+    assert not rendered.has("PrometheusRule")
+    assert rendered.get("ConfigMap", "rel-memstack")["data"]["ENABLE_METRICS"] == "false"
