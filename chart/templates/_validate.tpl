@@ -119,6 +119,14 @@
 {{- if and $v.config.enableTelemetry (not $v.config.otelExporterOtlpEndpoint) -}}
 {{- fail "config.enableTelemetry=true needs config.otelExporterOtlpEndpoint (the OTLP/HTTP collector, e.g. http://otel-collector:4318)" -}}
 {{- end -}}
+{{- /* Ports come from the endpoints (also for the NetworkPolicy): fail on one out of range. */ -}}
+{{- $_ := include "memstack.dependencyPorts" . -}}
+{{- if $v.config.otelExporterOtlpEndpoint -}}
+{{- $_ := include "memstack.httpUrlPort" (dict "url" $v.config.otelExporterOtlpEndpoint "value" "config.otelExporterOtlpEndpoint") -}}
+{{- end -}}
+{{- if $v.llm.baseUrl -}}
+{{- $_ := include "memstack.httpUrlPort" (dict "url" $v.llm.baseUrl "value" "llm.baseUrl") -}}
+{{- end -}}
 {{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) -}}
 {{- fail "httpRoute.enabled=true needs httpRoute.parentRefs (the Gateway to attach to)" -}}
 {{- end -}}

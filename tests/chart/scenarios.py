@@ -36,6 +36,11 @@ FEATURES: dict[str, str] = {
     "worker.pdb.unhealthyPodEvictionPolicy": "IfHealthyBudget",
     "global.imageRegistry": "mirror.internal",
     "secrets.reloader": "true",
+    "networkPolicy.dnsPodSelector.matchLabels.k8s-app": "kube-dns",
+    "networkPolicy.dnsPeers[0].ipBlock.cidr": "169.254.20.10/32",
+    "networkPolicy.dnsPorts[0]": "53",
+    "networkPolicy.dnsPorts[1]": "5353",
+    "httpRoute.timeouts.backendRequest": "1h",
 }
 
 # (environment, extra --set values) pairs validated against Kubernetes and CRD schemas.

@@ -403,7 +403,7 @@ def test_httproute(helm: str) -> None:
     assert route["spec"]["hostnames"] == ["api.memstack.example.com"]
     rule = route["spec"]["rules"][0]
     assert rule["backendRefs"] == [{"name": API, "port": 8000}]
-    assert rule["timeouts"] == {"request": "0s"}
+    assert rule["timeouts"] == {"request": "0s", "backendRequest": "1h"}
 
 
 def _ports(rule: Manifest) -> set[Any]:
@@ -416,9 +416,14 @@ def test_network_policy(helm: str) -> None:
     assert api["policyTypes"] == ["Ingress", "Egress"]
     http_rule, metrics_rule = api["ingress"]
     assert _ports(http_rule) == {"http"}
-    assert http_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": "ingress-nginx"
-    }
+    # Neither an ingress nor a route is on: only this release's pods (helm test) reach the API.
+    assert http_rule["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "memstack", "app.kubernetes.io/instance": "rel"}
+            }
+        }
+    ]
     assert _ports(metrics_rule) == {"metrics"}
     assert metrics_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "monitoring"
@@ -430,7 +435,7 @@ def test_network_policy(helm: str) -> None:
     assert [_ports(rule) for rule in worker["egress"]] == egress_ports
     # LLM and OTLP egress only when configured.
     featured = render(helm, sets=FEATURES).get("NetworkPolicy", WORKER)["spec"]
-    assert [_ports(rule) for rule in featured["egress"]] == [{53}, {7687, 5432, 6379}, {443}, {4318}]
+    assert [_ports(rule) for rule in featured["egress"]] == [{53, 5353}, {7687, 5432, 6379}, {443}, {4318}]
     assert not render(helm, sets={"networkPolicy.enabled": "false"}).has("NetworkPolicy")
 
 

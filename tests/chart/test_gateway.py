@@ -76,7 +76,7 @@ def test_crd_durations_are_accepted(helm: str, field: str, duration: str) -> Non
 @pytest.mark.parametrize("field", ["request", "backendRequest"])
 @pytest.mark.parametrize("duration", REJECTED)
 def test_durations_the_crd_rejects_are_rejected(helm: str, field: str, duration: str) -> None:
-    args = ("--set", "httpRoute.enabled=true", "--set", "httpRoute.parentRefs[0].name=gw")
+    args: tuple[str, ...] = ("--set", "httpRoute.enabled=true", "--set", "httpRoute.parentRefs[0].name=gw")
     args += ("--set-string", f"httpRoute.timeouts.{field}={duration}")
     with pytest.raises(RenderError) as schema_error:
         _render(helm, args)
@@ -105,4 +105,6 @@ def test_backend_request_no_longer_than_request(helm: str, limit: str, backend: 
         render(helm, sets=sets)
         return
     message = render_error(helm, sets=sets)
-    assert f"httpRoute.timeouts.backendRequest ({backend}) is longer than httpRoute.timeouts.request" in message
+    assert (
+        f"httpRoute.timeouts.backendRequest ({backend}) is longer than httpRoute.timeouts.request" in message
+    )

@@ -216,7 +216,6 @@ def test_telemetry_switch_reaches_the_process_and_the_network_policy(helm: str, 
     sets = {
         "config.enableTelemetry": str(enabled).lower(),
         "config.otelExporterOtlpEndpoint": "http://otel-collector.observability:4318",
-        "networkPolicy.otlpPort": "4318",
     }
     rendered = render(helm, sets=sets)
     for kind, name in (API, WORKER):

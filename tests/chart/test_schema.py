@@ -176,7 +176,9 @@ def test_schema_is_strict_everywhere_except_global() -> None:
         ({"prometheusRule.enabled": "false"}, "serviceMonitor.enabled=true"),
     ],
 )
-def test_monitoring_without_metrics_is_rejected(helm: str, env: str, sets: dict[str, str], named: str) -> None:
+def test_monitoring_without_metrics_is_rejected(
+    helm: str, env: str, sets: dict[str, str], named: str
+) -> None:
     """With metrics off no target is ever up: the down alerts would page on a healthy release."""
     message = render_error(helm, env, sets={"config.enableMetrics": "false", **sets})
     assert f"config.enableMetrics=false serves no metrics, but {named}" in message
@@ -187,7 +189,11 @@ def test_monitoring_without_metrics_is_rejected(helm: str, env: str, sets: dict[
 def test_metrics_off_renders_without_monitoring(helm: str) -> None:
     rendered = render(
         helm,
-        sets={"config.enableMetrics": "false", "serviceMonitor.enabled": "false", "prometheusRule.enabled": "false"},
+        sets={
+            "config.enableMetrics": "false",
+            "serviceMonitor.enabled": "false",
+            "prometheusRule.enabled": "false",
+        },
     )
     assert not rendered.has("ServiceMonitor")
     assert not rendered.has("PrometheusRule")
