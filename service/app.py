@@ -5,6 +5,8 @@ Importing this module has no side effects; everything happens in `create_app`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -23,19 +25,38 @@ from service.api.projects import ProjectController
 from service.api.ratelimit import rate_limit_middleware
 from service.api.search import SearchController
 from service.api.tenants import ApiKeyController, TenantController
-from service.lifespan import Resources, lifespan_for
+from service.lifespan import lifespan_for
 from service.observability.http import ObservedApp
 from service.observability.logging import configure_logging
 from service.observability.metrics import ApiMetrics, disable_created_series
 from service.observability.tracing import configure_tracing
+from service.resources import Resources
 from service.settings import Settings, load_settings
 
 API_VERSION = "0.1.0"
 
 
-def provide_resources(state: State) -> Resources:
-    resources: Resources = state.resources
-    return resources
+def _view(pick: Callable[[Resources], object]) -> Provide:
+    """A dependency taken from the process's Resources (opened by the lifespan)."""
+
+    def provide(state: State) -> object:
+        return pick(state.resources)
+
+    return Provide(provide, sync_to_thread=False)
+
+
+# What handlers may ask for, each by name (`NamedDependency`): never the whole of Resources.
+DEPENDENCIES = {
+    "pool": _view(lambda r: r.pool),
+    "redis": _view(lambda r: r.redis),
+    "metrics": _view(lambda r: r.metrics),
+    "key_cache": _view(lambda r: r.key_cache),
+    "auth": _view(lambda r: r.auth),
+    "intake": _view(lambda r: r.intake),
+    "erasure": _view(lambda r: r.erasure),
+    "reader": _view(lambda r: r.reader),
+    "readiness": _view(lambda r: r.readiness),
+}
 
 
 def api_router() -> Router:
@@ -65,7 +86,7 @@ def build_litestar(
     )
     return Litestar(
         route_handlers=[HealthController, api_router()],
-        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        dependencies=DEPENDENCIES,
         lifespan=[lifespan_for(settings, metrics, tracer_provider)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         cors_config=cors,

@@ -5,43 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from litestar import Litestar
 from loguru import logger
-from neo4j import AsyncDriver
 from opentelemetry.sdk.trace import TracerProvider
-from psycopg_pool import AsyncConnectionPool
 
 from service.api.auth_throttle import AuthThrottle
 from service.auth.cache import KeyCache
 from service.observability.metrics import ApiMetrics, MetricsServer
 from service.readiness import watch_dependencies
+from service.resources import Resources
 from service.settings import Settings
 from service.stores.graph import create_driver
 from service.stores.postgres import create_pool
 from service.stores.queue import IngestQueue
 from service.stores.redis import create_async_redis, create_sync_redis
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """What request handlers receive by dependency injection."""
-
-    settings: Settings
-    metrics: ApiMetrics
-    pool: AsyncConnectionPool
-    graph: AsyncDriver
-    redis: aioredis.Redis
-    queue: IngestQueue
-    key_cache: KeyCache
-    auth_throttle: AuthThrottle
-
-
-def resources_from(app: Litestar) -> Resources:
-    resources: Resources = app.state.resources
-    return resources
 
 
 def lifespan_for(
@@ -60,16 +38,17 @@ def lifespan_for(
         queue_connection = create_sync_redis(settings)
         queue = IngestQueue(settings, queue_connection)
         auth_throttle = AuthThrottle(settings)
-        app.state.resources = Resources(
-            settings, metrics, pool, graph, redis, queue, KeyCache(), auth_throttle
+        resources = Resources(
+            settings, metrics, pool, graph, redis, queue_connection, queue, KeyCache(), auth_throttle
         )
+        app.state.resources = resources
         logger.info(
             "memstack API started (environment={env}, metrics on {host}:{port})",
             env=settings.environment,
             host=settings.metrics_host,
             port=settings.metrics_port,
         )
-        watcher = asyncio.create_task(watch_dependencies(app.state.resources), name="dependency-watch")
+        watcher = asyncio.create_task(watch_dependencies(resources.readiness), name="dependency-watch")
         try:
             yield
         finally:

@@ -8,18 +8,17 @@ from typing import Annotated
 from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from service.api.deps import Caller, Erasure, Intake, Pool
 from service.api.errors import problem_spec
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
-from service.api.projects import ERASURE_UNAVAILABLE, busy_conflict, erasure_unavailable, project_of
+from service.api.projects import project_of
 from service.api.schemas import BulkEpisodesIn, BulkEpisodesOut, EpisodeIn, EpisodeOut, EpisodePage
-from service.auth.keys import Principal
-from service.lifespan import Resources
 from service.memory.accept import accept_episodes
+from service.memory.erasure import ERASURE_UNAVAILABLE, delete_episode
 from service.stores import episodes as store
-from service.stores import erasure
 from service.stores.episodes import EpisodeRow, EpisodeStatus, NewEpisode
 
 QUEUE_UNAVAILABLE = "The queue is full or unavailable; see Retry-After"
@@ -72,17 +71,16 @@ class EpisodeController(Controller):
     async def create_episode(
         self,
         project_id: FromPath[uuid.UUID],
-        data: EpisodeIn,
-        principal: Principal,
-        resources: Resources,
+        data: JSONBody[EpisodeIn],
+        principal: Caller,
+        pool: Pool,
+        intake: Intake,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
         ] = None,
     ) -> Response[EpisodeOut]:
-        await project_of(resources, principal, project_id)
-        inserted, duplicates = await accept_episodes(
-            resources, project_id, [new_episode(data, idempotency_key)]
-        )
+        await project_of(pool, principal, project_id)
+        inserted, duplicates = await accept_episodes(intake, project_id, [new_episode(data, idempotency_key)])
         if inserted:
             return Response(episode_out(inserted[0]), status_code=HTTP_202_ACCEPTED)
         return Response(
@@ -99,13 +97,14 @@ class EpisodeController(Controller):
     async def create_episodes(
         self,
         project_id: FromPath[uuid.UUID],
-        data: BulkEpisodesIn,
-        principal: Principal,
-        resources: Resources,
+        data: JSONBody[BulkEpisodesIn],
+        principal: Caller,
+        pool: Pool,
+        intake: Intake,
     ) -> BulkEpisodesOut:
-        await project_of(resources, principal, project_id)
+        await project_of(pool, principal, project_id)
         inserted, duplicates = await accept_episodes(
-            resources, project_id, [new_episode(e) for e in data.episodes]
+            intake, project_id, [new_episode(e) for e in data.episodes]
         )
         return BulkEpisodesOut(
             accepted=[episode_out(r) for r in inserted], duplicates=[episode_out(r) for r in duplicates]
@@ -115,14 +114,14 @@ class EpisodeController(Controller):
     async def list_episodes(
         self,
         project_id: FromPath[uuid.UUID],
-        principal: Principal,
-        resources: Resources,
-        status: EpisodeStatus | None = None,
-        cursor: str | None = None,
+        principal: Caller,
+        pool: Pool,
+        status: FromQuery[EpisodeStatus | None] = None,
+        cursor: FromQuery[str | None] = None,
         limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     ) -> EpisodePage:
-        await project_of(resources, principal, project_id)
-        async with resources.pool.connection() as conn:
+        await project_of(pool, principal, project_id)
+        async with pool.connection() as conn:
             rows = await store.list_episodes(conn, project_id, status, decode_cursor(cursor), limit + 1)
         rows, next_cursor = cut_page(rows, limit)
         return EpisodePage(items=[episode_out(r) for r in rows], next_cursor=next_cursor)
@@ -132,11 +131,11 @@ class EpisodeController(Controller):
         self,
         project_id: FromPath[uuid.UUID],
         episode_id: FromPath[uuid.UUID],
-        principal: Principal,
-        resources: Resources,
+        principal: Caller,
+        pool: Pool,
     ) -> EpisodeOut:
-        await project_of(resources, principal, project_id)
-        async with resources.pool.connection() as conn:
+        await project_of(pool, principal, project_id)
+        async with pool.connection() as conn:
             row = await store.get_episode(conn, project_id, episode_id)
         if row is None:
             raise NotFoundException(f"No episode {episode_id}")
@@ -157,15 +156,9 @@ class EpisodeController(Controller):
         self,
         project_id: FromPath[uuid.UUID],
         episode_id: FromPath[uuid.UUID],
-        principal: Principal,
-        resources: Resources,
+        principal: Caller,
+        pool: Pool,
+        erasure: Erasure,
     ) -> None:
-        await project_of(resources, principal, project_id)
-        try:
-            found = await erasure.delete_episode(resources, project_id, episode_id)
-        except erasure.Busy:
-            raise busy_conflict("episode") from None
-        except erasure.Unavailable:
-            raise erasure_unavailable() from None
-        if not found:
-            raise NotFoundException(f"No episode {episode_id}")
+        await project_of(pool, principal, project_id)
+        await delete_episode(erasure, project_id, episode_id)

@@ -1,4 +1,9 @@
-"""Every error leaves as application/problem+json (RFC 9457) with the right title and detail."""
+"""Every error leaves as application/problem+json (RFC 9457) with the right title and detail.
+
+This is the one place where refusals become HTTP: Litestar's own exceptions, validation
+errors, and the domain's errors (`service.memory.errors`: NotFound 404, Busy 409 and
+Unavailable 503, the last two with Retry-After).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,16 @@ import psycopg
 from litestar import Request, Response, Router
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
-from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 from loguru import logger
+
+from service.memory.errors import Busy, DomainError, NotFound, Unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -123,19 +136,47 @@ def validation_handler(request: Request[Any, Any, Any], exc: ValidationException
     )
 
 
-def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
-    status = exc.status_code
+def _refusal(
+    request: Request[Any, Any, Any],
+    exc: Exception,
+    status: int,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
     phrase = HTTPStatus(status).phrase
-    detail = exc.detail if exc.detail and exc.detail != phrase else phrase
     if status >= HTTP_500_INTERNAL_SERVER_ERROR:
         logger.opt(exception=exc).error("{status} on {path}", status=status, path=request.url.path)
     return problem_response(
         status,
-        detail,
+        detail if detail and detail != phrase else phrase,
         instance=request.url.path,
-        errors=_field_errors(exc.extra, request) or None,
-        headers=exc.headers,
+        errors=errors,
+        headers=headers,
     )
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    errors = _field_errors(exc.extra, request) or None
+    return _refusal(request, exc, exc.status_code, exc.detail, errors=errors, headers=exc.headers)
+
+
+# The domain's refusals (service.memory.errors) and their HTTP status; subclasses inherit theirs.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: HTTP_404_NOT_FOUND,
+    Busy: HTTP_409_CONFLICT,
+    Unavailable: HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
+    status = next(
+        (DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in DOMAIN_STATUS),
+        HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return _refusal(request, exc, status, exc.detail, headers=headers)
 
 
 def data_error_handler(request: Request[Any, Any, Any], exc: psycopg.DataError) -> Response[Problem]:
@@ -161,6 +202,7 @@ def unhandled_exception_handler(request: Request[Any, Any, Any], exc: Exception)
 EXCEPTION_HANDLERS = {
     ValidationException: validation_handler,
     HTTPException: http_exception_handler,
+    DomainError: domain_error_handler,
     psycopg.DataError: data_error_handler,
     Exception: unhandled_exception_handler,
 }

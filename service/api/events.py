@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import redis.asyncio as aioredis
 from litestar import Controller, get
 from litestar.exceptions import ClientException
 from litestar.params import FromPath, HeaderParameter
@@ -14,9 +15,9 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from loguru import logger
 from redis.exceptions import RedisError
 
+from service.api.deps import Caller, Metrics, Pool, Redis
 from service.api.projects import project_of
-from service.auth.keys import Principal
-from service.lifespan import Resources
+from service.observability.metrics import ApiMetrics
 from service.stores.events import last_event_id, read_events
 
 # Well under common proxy read timeouts (ingress-nginx defaults to 60 s).
@@ -48,16 +49,15 @@ def resume_point(header: str | None) -> str | None:
 
 
 async def _status_stream(
-    resources: Resources, project_id: uuid.UUID, resume_after: str | None
+    redis: aioredis.Redis, metrics: ApiMetrics, project_id: uuid.UUID, resume_after: str | None
 ) -> AsyncIterator[ServerSentEventMessage]:
-    metrics = resources.metrics
     metrics.sse_active.inc()
     try:
         # Resolve "from now" to a concrete id once, so nothing slips between two reads.
-        last = resume_after or await last_event_id(resources.redis, project_id)
+        last = resume_after or await last_event_id(redis, project_id)
         yield ServerSentEventMessage(data=None, comment="connected", retry=RECONNECT_MILLISECONDS)
         while True:
-            entries = await read_events(resources.redis, project_id, last, block_ms=HEARTBEAT_SECONDS * 1000)
+            entries = await read_events(redis, project_id, last, block_ms=HEARTBEAT_SECONDS * 1000)
             if not entries:
                 yield ServerSentEventMessage(data=None, comment="heartbeat")
                 continue
@@ -87,8 +87,10 @@ class EventController(Controller):
     async def stream_events(
         self,
         project_id: FromPath[uuid.UUID],
-        principal: Principal,
-        resources: Resources,
+        principal: Caller,
+        pool: Pool,
+        redis: Redis,
+        metrics: Metrics,
         last_event_id_header: Annotated[
             str | None,
             HeaderParameter(
@@ -98,8 +100,8 @@ class EventController(Controller):
         ] = None,
     ) -> ServerSentEvent:
         resume = resume_point(last_event_id_header)
-        await project_of(resources, principal, project_id)
+        await project_of(pool, principal, project_id)
         return ServerSentEvent(
-            _status_stream(resources, project_id, resume),
+            _status_stream(redis, metrics, project_id, resume),
             headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
         )

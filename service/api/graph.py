@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Controller, get
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, Parameter
-from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
-from loguru import logger
-from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 from neo4j.time import DateTime
 
+from service.api.deps import Caller, Pool, Reader
 from service.api.errors import problem_spec
 from service.api.graph_schemas import (
     EntityDetail,
@@ -27,9 +22,8 @@ from service.api.graph_schemas import (
     NeighbourOut,
 )
 from service.api.projects import project_of
-from service.auth.keys import Principal
-from service.lifespan import Resources
-from service.stores.graph_reads import GraphReader, entity_id, key_of
+from service.memory.errors import graph_errors
+from service.stores.graph_reads import entity_id, key_of
 
 MAX_NEIGHBOURS = 200
 MAX_ENTITY_EPISODES = 100
@@ -37,27 +31,7 @@ MAX_EXPORT_NODES = 2000
 EDGES_PER_NODE = 5
 
 
-GRAPH_TIMEOUT_SECONDS = 10.0
-GRAPH_RETRY_AFTER_SECONDS = 5
 GRAPH_UNAVAILABLE = problem_spec("The graph database is unavailable or too slow; see Retry-After")
-
-
-class GraphUnavailable(HTTPException):
-    status_code = HTTP_503_SERVICE_UNAVAILABLE
-
-
-@asynccontextmanager
-async def graph_errors() -> AsyncIterator[None]:
-    """A Neo4j outage (or a query past GRAPH_TIMEOUT_SECONDS, driver retries included) is a 503."""
-    try:
-        async with asyncio.timeout(GRAPH_TIMEOUT_SECONDS):
-            yield
-    except (TimeoutError, ServiceUnavailable, SessionExpired, TransientError) as exc:
-        logger.warning("graph unavailable: {error}", error=type(exc).__name__)
-        raise GraphUnavailable(
-            "The graph database is unavailable; retry later",
-            headers={"Retry-After": str(GRAPH_RETRY_AFTER_SECONDS)},
-        ) from None
 
 
 def _native(value: Any) -> Any:
@@ -84,14 +58,14 @@ class GraphController(Controller):
         self,
         project_id: FromPath[uuid.UUID],
         entity_id: FromPath[str],
-        principal: Principal,
-        resources: Resources,
+        principal: Caller,
+        pool: Pool,
+        reader: Reader,
         depth: int = Parameter(default=1, ge=1, le=2),
         limit: int = Parameter(default=50, ge=1, le=MAX_NEIGHBOURS),
     ) -> EntityDetail:
-        await project_of(resources, principal, project_id)
+        await project_of(pool, principal, project_id)
         key = key_of(entity_id)
-        reader = GraphReader(resources.graph, resources.settings.neo4j_database)
         row = None
         if key is not None:
             async with graph_errors():
@@ -140,12 +114,12 @@ class GraphController(Controller):
     async def export_graph(
         self,
         project_id: FromPath[uuid.UUID],
-        principal: Principal,
-        resources: Resources,
+        principal: Caller,
+        pool: Pool,
+        reader: Reader,
         limit: int = Parameter(default=500, ge=1, le=MAX_EXPORT_NODES),
     ) -> GraphExport:
-        await project_of(resources, principal, project_id)
-        reader = GraphReader(resources.graph, resources.settings.neo4j_database)
+        await project_of(pool, principal, project_id)
         async with graph_errors():
             graph = await reader.export(str(project_id), limit, EDGES_PER_NODE * limit)
         ids = _ids(graph["nodes"])

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+
+# The domain's result type (and the EntityRef it holds) is served as it is.
+from service.memory.search import SearchResult
 
 EntityType = Annotated[str, Meta(min_length=1, max_length=100)]
 Query = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
@@ -20,26 +23,6 @@ class SearchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=MAX_SEARCH_LIMIT)] = 10
     # Entity types to return (facts: at least one end of one of these types); null = all.
     types: Annotated[list[EntityType], Meta(max_length=20)] | None = None
-
-
-class EntityRef(msgspec.Struct, frozen=True):
-    id: str
-    name: str
-    type: str
-
-
-class SearchResult(msgspec.Struct, frozen=True):
-    kind: Literal["entity", "fact"]
-    id: str  # entity: its URL-safe id; fact: its uid
-    name: str  # entity name or relation name
-    score: float
-    matched: Literal["text", "neighbourhood"]  # how it was found
-    type: str | None = None  # entity type
-    summary: str | None = None  # entity summary
-    fact: str | None = None  # the fact sentence
-    source: EntityRef | None = None
-    target: EntityRef | None = None
-    valid_at: datetime | None = None
 
 
 class SearchOut(msgspec.Struct, frozen=True):

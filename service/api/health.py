@@ -7,7 +7,7 @@ from litestar import Controller, MediaType, Response, get
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from service.lifespan import Resources
+from service.api.deps import Readiness
 from service.readiness import ReadinessReport, check_readiness
 
 
@@ -27,8 +27,8 @@ class HealthController(Controller):
         summary="Readiness: PostgreSQL, Redis and Neo4j answer and the schema is new enough",
         responses={503: ResponseSpec(data_container=ReadinessReport, description="A dependency failed")},
     )
-    async def ready(self, resources: Resources) -> Response[ReadinessReport]:
-        report = await check_readiness(resources)
+    async def ready(self, readiness: Readiness) -> Response[ReadinessReport]:
+        report = await check_readiness(readiness)
         return Response(
             report,
             status_code=HTTP_200_OK if report.ready else HTTP_503_SERVICE_UNAVAILABLE,

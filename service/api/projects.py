@@ -5,28 +5,23 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, delete, get, post
-from litestar.exceptions import ClientException, HTTPException, NotFoundException
-from litestar.params import FromPath, Parameter
-from litestar.status_codes import (
-    HTTP_201_CREATED,
-    HTTP_204_NO_CONTENT,
-    HTTP_409_CONFLICT,
-    HTTP_503_SERVICE_UNAVAILABLE,
-)
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
+from psycopg_pool import AsyncConnectionPool
 
+from service.api.deps import Caller, Erasure, Pool
 from service.api.errors import problem_spec
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
 from service.api.schemas import ProjectIn, ProjectOut, ProjectPage
 from service.auth.keys import Principal
-from service.lifespan import Resources
-from service.stores import erasure, tenancy
+from service.memory.erasure import ERASURE_UNAVAILABLE, erase_project
+from service.stores import tenancy
 from service.stores.tenancy import ProjectRow
 
-ERASURE_UNAVAILABLE = "Neo4j or Redis is unavailable; nothing was committed, retry later"
 
-
-async def project_of(resources: Resources, principal: Principal, project_id: uuid.UUID) -> ProjectRow:
-    async with resources.pool.connection() as conn:
+async def project_of(pool: AsyncConnectionPool, principal: Principal, project_id: uuid.UUID) -> ProjectRow:
+    async with pool.connection() as conn:
         project = await tenancy.get_project(conn, principal.tenant_id, project_id)
     if project is None:
         raise NotFoundException(f"No project {project_id}")
@@ -47,8 +42,8 @@ class ProjectController(Controller):
         summary="Create a project",
         responses={409: problem_spec("The tenant has a project of that name")},
     )
-    async def create_project(self, data: ProjectIn, principal: Principal, resources: Resources) -> ProjectOut:
-        async with resources.pool.connection() as conn:
+    async def create_project(self, data: JSONBody[ProjectIn], principal: Caller, pool: Pool) -> ProjectOut:
+        async with pool.connection() as conn:
             row = await tenancy.create_project(conn, principal.tenant_id, data.name, data.description)
         if row is None:
             raise ClientException(f"A project named {data.name!r} exists", status_code=HTTP_409_CONFLICT)
@@ -57,21 +52,19 @@ class ProjectController(Controller):
     @get("/", summary="List projects (cursor pagination)")
     async def list_projects(
         self,
-        principal: Principal,
-        resources: Resources,
-        cursor: str | None = None,
+        principal: Caller,
+        pool: Pool,
+        cursor: FromQuery[str | None] = None,
         limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     ) -> ProjectPage:
-        async with resources.pool.connection() as conn:
+        async with pool.connection() as conn:
             rows = await tenancy.list_projects(conn, principal.tenant_id, decode_cursor(cursor), limit + 1)
         rows, next_cursor = cut_page(rows, limit)
         return ProjectPage(items=[project_out(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{project_id:uuid}", summary="Get a project")
-    async def get_project(
-        self, project_id: FromPath[uuid.UUID], principal: Principal, resources: Resources
-    ) -> ProjectOut:
-        return project_out(await project_of(resources, principal, project_id))
+    async def get_project(self, project_id: FromPath[uuid.UUID], principal: Caller, pool: Pool) -> ProjectOut:
+        return project_out(await project_of(pool, principal, project_id))
 
     @delete(
         "/{project_id:uuid}",
@@ -85,29 +78,6 @@ class ProjectController(Controller):
         },
     )
     async def delete_project(
-        self, project_id: FromPath[uuid.UUID], principal: Principal, resources: Resources
+        self, project_id: FromPath[uuid.UUID], principal: Caller, erasure: Erasure
     ) -> None:
-        try:
-            found = await erasure.erase_project(resources, principal.tenant_id, project_id)
-        except erasure.Busy:
-            raise busy_conflict("project") from None
-        except erasure.Unavailable:
-            raise erasure_unavailable() from None
-        if not found:
-            raise NotFoundException(f"No project {project_id}")
-
-
-def busy_conflict(what: str) -> ClientException:
-    return ClientException(
-        f"A worker is processing this {what}'s episodes; retry shortly",
-        status_code=HTTP_409_CONFLICT,
-        headers={"Retry-After": str(erasure.BUSY_RETRY_AFTER_SECONDS)},
-    )
-
-
-def erasure_unavailable() -> HTTPException:
-    return HTTPException(
-        ERASURE_UNAVAILABLE,
-        status_code=HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(erasure.BUSY_RETRY_AFTER_SECONDS)},
-    )
+        await erase_project(erasure, principal.tenant_id, project_id)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, post
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from service.api.graph import GRAPH_UNAVAILABLE, graph_errors
+from service.api.deps import Caller, Pool, Reader
+from service.api.graph import GRAPH_UNAVAILABLE
 from service.api.graph_schemas import SearchIn, SearchOut
 from service.api.projects import project_of
-from service.auth.keys import Principal
-from service.lifespan import Resources
+from service.memory.errors import graph_errors
 from service.memory.search import search
-from service.stores.graph_reads import GraphReader
 
 
 class SearchController(Controller):
@@ -32,9 +31,14 @@ class SearchController(Controller):
         responses={503: GRAPH_UNAVAILABLE},
     )
     async def search_project(
-        self, project_id: FromPath[uuid.UUID], data: SearchIn, principal: Principal, resources: Resources
+        self,
+        project_id: FromPath[uuid.UUID],
+        data: JSONBody[SearchIn],
+        principal: Caller,
+        pool: Pool,
+        reader: Reader,
     ) -> SearchOut:
-        await project_of(resources, principal, project_id)
-        reader = GraphReader(resources.graph, resources.settings.neo4j_database)
+        await project_of(pool, principal, project_id)
         async with graph_errors():
-            return await search(reader, str(project_id), data)
+            results = await search(reader, str(project_id), data.query, data.limit, data.types)
+        return SearchOut(query=data.query, results=results)

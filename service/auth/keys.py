@@ -26,6 +26,15 @@ class Principal(msgspec.Struct, frozen=True):
         return ADMIN_SCOPE in self.scopes
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The key in an `Authorization: Bearer <key>` header value, or None when there is none."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 

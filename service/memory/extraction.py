@@ -7,6 +7,11 @@ from typing import Protocol
 import msgspec
 
 
+def entity_key(name: str) -> str:
+    """What identifies an entity within a project: its name case-folded, spaces collapsed."""
+    return " ".join(name.casefold().split())
+
+
 class ExtractedEntity(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     type: str = "Thing"

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from itertools import pairwise
 
-from service.memory.extraction import ExtractedEntity, ExtractedFact, Extraction
+from service.memory.extraction import ExtractedEntity, ExtractedFact, Extraction, entity_key
 
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -70,10 +70,6 @@ class _Span:
     @property
     def key(self) -> str:
         return entity_key(self.name)
-
-
-def entity_key(name: str) -> str:
-    return " ".join(name.casefold().split())
 
 
 def _is_capitalised(word: str) -> bool:

@@ -15,8 +15,9 @@ from loguru import logger
 from neo4j import Driver
 from psycopg_pool import ConnectionPool
 
-from service.memory.extraction import ExtractionError, Extractor
+from service.memory.extraction import Extraction, ExtractionError, Extractor, entity_key
 from service.stores import episode_status
+from service.stores.episode_status import ClaimedEpisode
 from service.stores.events import append_events, status_event
 from service.stores.graph_writes import GraphBatch, write_batch
 
@@ -42,6 +43,20 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
+def add_extraction(batch: GraphBatch, episode: ClaimedEpisode, extraction: Extraction) -> None:
+    """The episode, the entities it mentions (by key) and the facts it states, into the batch."""
+    episode_id, project_id = str(episode.id), str(episode.project_id)
+    batch.add_episode(episode_id, project_id, episode.source, episode.reference_time)
+    for entity in extraction.entities:
+        batch.add_mention(
+            episode_id, project_id, entity_key(entity.name), entity.name, entity.type, entity.summary
+        )
+    valid_at = episode.reference_time or episode.created_at
+    for fact in extraction.facts:
+        relation = (entity_key(fact.source), fact.name, entity_key(fact.target))
+        batch.add_fact(episode_id, project_id, relation, fact.fact, valid_at)
+
+
 def ingest_batch(deps: IngestDeps, episode_ids: list[uuid.UUID], *, final_attempt: bool) -> IngestOutcome:
     """Raises on a retryable failure unless this is the final attempt."""
     outcome = IngestOutcome()
@@ -64,14 +79,7 @@ def ingest_batch(deps: IngestDeps, episode_ids: list[uuid.UUID], *, final_attemp
                 raise
             outcome.failed[episode.id] = f"extraction failed: {exc.reason}"
             continue
-        batch.add(
-            str(episode.id),
-            str(episode.project_id),
-            episode.source,
-            episode.reference_time or episode.created_at,
-            episode.reference_time,
-            extraction,
-        )
+        add_extraction(batch, episode, extraction)
     try:
         write_batch(deps.graph, deps.graph_database, batch)
     except Exception as exc:

@@ -33,7 +33,13 @@ import redis
 from loguru import logger
 from msgspec import Meta
 
-from service.memory.extraction import ExtractedEntity, ExtractedFact, Extraction, ExtractionError
+from service.memory.extraction import (
+    ExtractedEntity,
+    ExtractedFact,
+    Extraction,
+    ExtractionError,
+    entity_key,
+)
 from service.settings import Settings
 
 PROMPT_VERSION = "1"
@@ -97,10 +103,6 @@ class _ErrorBody(msgspec.Struct, frozen=True):
     error: dict[str, object] | str | None = None
 
 
-def _key(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
 def _relation_name(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").upper()
 
@@ -125,8 +127,8 @@ def parse_answer(content: str) -> Extraction:
     entities: dict[str, ExtractedEntity] = {}
     for item in answer.entities:
         name = " ".join(item.name.split())
-        if name and _key(name) not in entities and len(entities) < MAX_ENTITIES:
-            entities[_key(name)] = ExtractedEntity(
+        if name and entity_key(name) not in entities and len(entities) < MAX_ENTITIES:
+            entities[entity_key(name)] = ExtractedEntity(
                 name=name,
                 type=(item.type or "Thing").strip() or "Thing",
                 summary=(item.summary or "").strip(),
@@ -134,11 +136,11 @@ def parse_answer(content: str) -> Extraction:
     facts: list[ExtractedFact] = []
     seen: set[tuple[str, str, str]] = set()
     for fact in answer.facts:
-        source, target = entities.get(_key(fact.source)), entities.get(_key(fact.target))
+        source, target = entities.get(entity_key(fact.source)), entities.get(entity_key(fact.target))
         relation = _relation_name(fact.name)
         if source is None or target is None or source is target or not relation:
             continue
-        identity = (_key(source.name), _key(target.name), relation)
+        identity = (entity_key(source.name), entity_key(target.name), relation)
         if identity in seen or len(facts) >= MAX_FACTS:
             continue
         seen.add(identity)

@@ -23,11 +23,12 @@ import asyncio
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
+import msgspec
 from neo4j.time import DateTime
 
-from service.api.graph_schemas import EntityRef, SearchIn, SearchOut, SearchResult
 from service.stores.graph_reads import GraphReader, entity_id
 
 SEEDS = 5
@@ -38,6 +39,26 @@ MAX_TERMS = 32
 MIN_CANDIDATES = 30
 
 _LUCENE_SPECIAL = re.compile(r'([+\-&|!(){}\[\]^"~*?:\\/])')
+
+
+class EntityRef(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    type: str
+
+
+class SearchResult(msgspec.Struct, frozen=True):
+    kind: Literal["entity", "fact"]
+    id: str  # entity: its URL-safe id; fact: its uid
+    name: str  # entity name or relation name
+    score: float
+    matched: Literal["text", "neighbourhood"]  # how it was found
+    type: str | None = None  # entity type
+    summary: str | None = None  # entity summary
+    fact: str | None = None  # the fact sentence
+    source: EntityRef | None = None
+    target: EntityRef | None = None
+    valid_at: datetime | None = None
 
 
 def lucene_query(text: str) -> str | None:
@@ -101,17 +122,20 @@ def _normalised(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]
     return [(r, float(r["score"]) / best if best > 0 else 0.0) for r in rows]
 
 
-async def search(reader: GraphReader, project_id: str, request: SearchIn) -> SearchOut:
-    query = lucene_query(request.query)
-    if query is None:
-        return SearchOut(query=request.query, results=[])
-    candidates_per_index = max(MIN_CANDIDATES, 3 * request.limit)
-    # The two fulltext queries run concurrently (separate sessions); the neighbourhood needs the seeds.
-    entity_rows, fact_rows = await asyncio.gather(
-        reader.entity_hits(project_id, query, candidates_per_index),
-        reader.fact_hits(project_id, query, candidates_per_index),
-    )
+def seed_uids(entity_rows: list[dict[str, Any]]) -> list[str]:
+    """The entity hits whose neighbourhood joins the candidates: the first `SEEDS`, best first."""
+    return [row["uid"] for row in entity_rows[:SEEDS]]
 
+
+def rank(
+    entity_rows: list[dict[str, Any]],
+    fact_rows: list[dict[str, Any]],
+    neighbour_rows: list[dict[str, Any]],
+    types: list[str] | None,
+    limit: int,
+) -> list[SearchResult]:
+    """Fulltext hits (best first, with BM25 `score`) and the seeds' neighbourhood, ranked as the
+    module docstring says; pure, so the ranking can be checked without a database."""
     entities: dict[str, _Candidate] = {}
     facts: dict[str, _Candidate] = {}
     for row, text in _normalised(entity_rows):
@@ -121,9 +145,9 @@ async def search(reader: GraphReader, project_id: str, request: SearchIn) -> Sea
             "fact", row, text=text, types={row["source"]["type"], row["target"]["type"]}
         )
 
-    seeds = {uid: c.text for uid, c in list(entities.items())[:SEEDS]}
+    seeds = {uid: entities[uid].text for uid in seed_uids(entity_rows)}
     adjacent: dict[str, float] = defaultdict(float)
-    for row in await reader.neighbourhood(project_id, list(seeds), PER_SEED):
+    for row in neighbour_rows:
         bonus = NEIGHBOUR_WEIGHT * seeds[row["seed"]]
         neighbour = row["neighbour"]
         if neighbour["uid"] != row["seed"]:
@@ -138,8 +162,25 @@ async def search(reader: GraphReader, project_id: str, request: SearchIn) -> Sea
     for uid, bonus in adjacent.items():
         entities[uid].bonus = bonus
 
-    wanted = set(request.types) if request.types is not None else None
+    wanted = set(types) if types is not None else None
     ranked = [c for c in (*entities.values(), *facts.values()) if wanted is None or c.types & wanted]
     ranked.sort(key=lambda c: (-c.score, c.row["name"], c.row["uid"]))
-    results = [_entity_result(c) if c.kind == "entity" else _fact_result(c) for c in ranked[: request.limit]]
-    return SearchOut(query=request.query, results=results)
+    return [_entity_result(c) if c.kind == "entity" else _fact_result(c) for c in ranked[:limit]]
+
+
+async def search(
+    reader: GraphReader, project_id: str, text: str, limit: int, types: list[str] | None = None
+) -> list[SearchResult]:
+    """The `limit` best results for `text`; `types` keeps only entities (and facts touching
+    entities) of those types."""
+    query = lucene_query(text)
+    if query is None:
+        return []
+    candidates_per_index = max(MIN_CANDIDATES, 3 * limit)
+    # The two fulltext queries run concurrently (separate sessions); the neighbourhood needs the seeds.
+    entity_rows, fact_rows = await asyncio.gather(
+        reader.entity_hits(project_id, query, candidates_per_index),
+        reader.fact_hits(project_id, query, candidates_per_index),
+    )
+    neighbour_rows = await reader.neighbourhood(project_id, seed_uids(entity_rows), PER_SEED)
+    return rank(entity_rows, fact_rows, neighbour_rows, types, limit)

@@ -1,11 +1,11 @@
-"""Deleting an episode (and what only it supported) and erasing a whole project.
+"""The statements behind deleting an episode and erasing a project (`service.memory.erasure`
+orchestrates them).
 
 Both run inside one PostgreSQL transaction that deletes the rows first and commits last:
 - the row locks taken by the DELETE make a worker's `claim()` of those episodes wait, and
   once we commit it finds no rows, so no job can start writing their graph afterwards;
 - an episode a worker has already claimed (`processing`, touched within the job timeout)
-  may still be writing its graph, so we refuse (`Busy`) rather than race it; the caller
-  answers 409 with Retry-After;
+  may still be writing its graph, so we refuse (`InProgress`) rather than race it;
 - a crash anywhere before the commit leaves the PostgreSQL rows in place, so the same
   DELETE can simply be repeated; the graph, stream and cache steps are idempotent.
 Project erasure also holds the project row FOR UPDATE, so no episode can be added to it
@@ -19,23 +19,11 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import LiteralString
 
-import anyio.to_thread
-from loguru import logger
 from neo4j import AsyncDriver, AsyncManagedTransaction
-from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 from psycopg import AsyncConnection
-from redis.exceptions import RedisError
-from rq.job import Job, JobStatus
-
-from service.lifespan import Resources
-from service.memory.llm_extractor import erase_project_cache
-from service.settings import Settings
-from service.stores.events import delete_stream
-from service.stores.redis import create_sync_redis
 
 GRAPH_BATCH = 1000
-BUSY_RETRY_AFTER_SECONDS = 5
-# Per graph transaction; past it the DELETE answers 503 (nothing committed in PostgreSQL).
+# Per graph transaction; past it the erasure gives up (nothing committed in PostgreSQL).
 RETRY_SECONDS = 5.0
 
 # Facts the episode supported: drop its id; delete those it alone supported.
@@ -74,15 +62,8 @@ WITH r LIMIT $batch DELETE r RETURN count(*) AS deleted
 }
 
 
-class Busy(Exception):
-    """An episode is being processed by a worker right now; retry shortly."""
-
-
-class Unavailable(Exception):
-    """Neo4j or Redis failed midway; nothing was committed in PostgreSQL, so retry later."""
-
-
-_UNAVAILABLE = (ServiceUnavailable, SessionExpired, TransientError, RedisError)
+class InProgress(Exception):
+    """An episode is being processed by a worker right now; nothing was deleted."""
 
 
 async def delete_episode_graph(driver: AsyncDriver, database: str, project_id: str, episode_id: str) -> None:
@@ -114,7 +95,7 @@ async def erase_project_graph(
 
 def _refuse_if_processing(rows: list[tuple[str, float]], recent: float) -> None:
     if any(status == "processing" and age < recent for status, age in rows):
-        raise Busy
+        raise InProgress
 
 
 async def delete_episode_rows(
@@ -163,48 +144,3 @@ async def erase_project_rows(
         await then(sorted({str(job) for _, _, job in deleted if job}))
         await conn.execute("DELETE FROM projects WHERE id = %s", (project_id,))
     return True
-
-
-def _erase_redis_blocking(settings: Settings, project_id: str, job_ids: list[str]) -> None:
-    """The LLM cache (SCAN + UNLINK) and the project's finished or waiting RQ jobs."""
-    client = create_sync_redis(settings)
-    try:
-        erase_project_cache(client, project_id)
-        for job in Job.fetch_many(job_ids, connection=client):
-            if job is not None and job.get_status(refresh=False) != JobStatus.STARTED:
-                job.delete(remove_from_queue=True)
-    finally:
-        client.close()
-
-
-async def delete_episode(resources: Resources, project_id: uuid.UUID, episode_id: uuid.UUID) -> bool:
-    """False when the project has no such episode; raises Busy while a worker processes it."""
-    settings = resources.settings
-
-    async def graph() -> None:
-        await delete_episode_graph(resources.graph, settings.neo4j_database, str(project_id), str(episode_id))
-
-    window = timedelta(seconds=settings.job_timeout_seconds)
-    try:
-        async with resources.pool.connection() as conn:
-            return await delete_episode_rows(conn, project_id, episode_id, window, graph)
-    except _UNAVAILABLE as exc:
-        raise Unavailable(type(exc).__name__) from exc
-
-
-async def erase_project(resources: Resources, tenant_id: uuid.UUID, project_id: uuid.UUID) -> bool:
-    """Erase the project everywhere; False when the tenant has no such project."""
-    settings = resources.settings
-
-    async def everything_else(job_ids: list[str]) -> None:
-        removed = await erase_project_graph(resources.graph, settings.neo4j_database, str(project_id))
-        await delete_stream(resources.redis, project_id)
-        await anyio.to_thread.run_sync(_erase_redis_blocking, settings, str(project_id), job_ids)
-        logger.info("erased project {project}: {n} graph items", project=project_id, n=removed)
-
-    window = timedelta(seconds=settings.job_timeout_seconds)
-    try:
-        async with resources.pool.connection() as conn:
-            return await erase_project_rows(conn, tenant_id, project_id, window, everything_else)
-    except _UNAVAILABLE as exc:
-        raise Unavailable(type(exc).__name__) from exc

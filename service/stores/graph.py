@@ -1,10 +1,11 @@
-"""Neo4j: the async driver and the idempotent graph schema (constraints and indexes)."""
+"""Neo4j: every driver of the service (the API's async one, the worker's synchronous one) and the
+idempotent graph schema (constraints and indexes)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from neo4j import AsyncDriver, AsyncGraphDatabase, TrustCustomCAs
+from neo4j import AsyncDriver, AsyncGraphDatabase, Driver, GraphDatabase, TrustCustomCAs
 
 from service.settings import Settings
 
@@ -19,6 +20,11 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE FULLTEXT INDEX entity_text IF NOT EXISTS FOR (e:Entity) ON EACH [e.name, e.summary]",
     "CREATE FULLTEXT INDEX fact_text IF NOT EXISTS FOR ()-[r:RELATES_TO]-() ON EACH [r.fact, r.name]",
 )
+
+
+def entity_uid(project_id: str, key: str) -> str:
+    """An entity's unique id: its key (`service.memory.extraction.entity_key`) within its project."""
+    return f"{project_id}:{key}"
 
 
 def driver_target(settings: Settings) -> tuple[str, dict[str, Any]]:
@@ -40,6 +46,7 @@ def driver_target(settings: Settings) -> tuple[str, dict[str, Any]]:
 
 
 def create_driver(settings: Settings) -> AsyncDriver:
+    """The API's driver: NEO4J_POOL_SIZE connections, a request waits at most 10 s for one."""
     uri, options = driver_target(settings)
     return AsyncGraphDatabase.driver(
         uri,
@@ -47,6 +54,14 @@ def create_driver(settings: Settings) -> AsyncDriver:
         connection_acquisition_timeout=10.0,
         connection_timeout=5.0,
         **options,
+    )
+
+
+def create_worker_driver(settings: Settings) -> Driver:
+    """The worker's driver: a few connections, and write transactions retried for up to 15 s."""
+    uri, options = driver_target(settings)
+    return GraphDatabase.driver(
+        uri, max_connection_pool_size=4, connection_timeout=5.0, max_transaction_retry_time=15.0, **options
     )
 
 

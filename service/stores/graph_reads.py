@@ -17,6 +17,8 @@ from typing import Any, LiteralString
 
 from neo4j import AsyncDriver, AsyncManagedTransaction, NotificationDisabledClassification
 
+from service.stores.graph import entity_uid
+
 READ_RETRY_SECONDS = 3.0
 
 _ENTITY_HITS: LiteralString = """
@@ -154,7 +156,7 @@ class GraphReader:
         rows = await self._read(
             _ENTITY,
             project_id=project_id,
-            uid=f"{project_id}:{key}",
+            uid=entity_uid(project_id, key),
             depth=depth,
             limit=limit,
             max_facts=max_facts,

@@ -13,8 +13,7 @@ from typing import Any, LiteralString
 
 from neo4j import Driver, ManagedTransaction
 
-from service.memory.extraction import Extraction
-from service.memory.extractor import entity_key
+from service.stores.graph import entity_uid
 
 # One statement, four unit subqueries: one round trip however large the batch. Later
 # subqueries see what earlier ones wrote.
@@ -51,12 +50,8 @@ CALL () {
 """
 
 
-def entity_uid(project_id: str, name: str) -> str:
-    return f"{project_id}:{entity_key(name)}"
-
-
-def fact_uid(project_id: str, source: str, relation: str, target: str) -> str:
-    raw = "\x1f".join((project_id, entity_key(source), relation, entity_key(target)))
+def fact_uid(project_id: str, source_key: str, relation: str, target_key: str) -> str:
+    raw = "\x1f".join((project_id, source_key, relation, target_key))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -66,6 +61,7 @@ class GraphBatch:
 
     Entities and facts are merged once per batch however many episodes mention them, which
     matters: a batch of episodes about one project names the same entities again and again.
+    Entities are identified by their key (see `service.memory.extraction.entity_key`).
     """
 
     episodes: list[dict[str, Any]] = field(default_factory=list)
@@ -73,49 +69,57 @@ class GraphBatch:
     mentions: list[dict[str, str]] = field(default_factory=list)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add(
-        self,
-        episode_id: str,
-        project_id: str,
-        source: str,
-        valid_at: datetime,
-        reference_time: datetime | None,
-        extraction: Extraction,
+    def add_episode(
+        self, episode_id: str, project_id: str, source: str, reference_time: datetime | None
     ) -> None:
         self.episodes.append(
             {"id": episode_id, "project_id": project_id, "source": source, "reference_time": reference_time}
         )
-        for entity in extraction.entities:
-            uid = entity_uid(project_id, entity.name)
-            self.entities.setdefault(
-                uid,
-                {
-                    "uid": uid,
-                    "project_id": project_id,
-                    "key": entity_key(entity.name),
-                    "name": entity.name,
-                    "type": entity.type,
-                    "summary": entity.summary,
-                },
-            )
-            self.mentions.append({"episode_id": episode_id, "uid": uid, "project_id": project_id})
-        for fact in extraction.facts:
-            uid = fact_uid(project_id, fact.source, fact.name, fact.target)
-            merged = self.facts.setdefault(
-                uid,
-                {
-                    "uid": uid,
-                    "project_id": project_id,
-                    "source_uid": entity_uid(project_id, fact.source),
-                    "target_uid": entity_uid(project_id, fact.target),
-                    "name": fact.name,
-                    "fact": fact.fact,
-                    "valid_at": valid_at,
-                    "episodes": [],
-                },
-            )
-            if episode_id not in merged["episodes"]:
-                merged["episodes"].append(episode_id)
+
+    def add_mention(
+        self, episode_id: str, project_id: str, key: str, name: str, type_: str, summary: str
+    ) -> None:
+        """The episode mentions the entity; the first mention in the batch gives its properties."""
+        uid = entity_uid(project_id, key)
+        self.entities.setdefault(
+            uid,
+            {
+                "uid": uid,
+                "project_id": project_id,
+                "key": key,
+                "name": name,
+                "type": type_,
+                "summary": summary,
+            },
+        )
+        self.mentions.append({"episode_id": episode_id, "uid": uid, "project_id": project_id})
+
+    def add_fact(
+        self,
+        episode_id: str,
+        project_id: str,
+        relation: tuple[str, str, str],
+        fact: str,
+        valid_at: datetime,
+    ) -> None:
+        """`relation` is (source key, relation name, target key); each episode stating it is recorded."""
+        source_key, name, target_key = relation
+        uid = fact_uid(project_id, source_key, name, target_key)
+        merged = self.facts.setdefault(
+            uid,
+            {
+                "uid": uid,
+                "project_id": project_id,
+                "source_uid": entity_uid(project_id, source_key),
+                "target_uid": entity_uid(project_id, target_key),
+                "name": name,
+                "fact": fact,
+                "valid_at": valid_at,
+                "episodes": [],
+            },
+        )
+        if episode_id not in merged["episodes"]:
+            merged["episodes"].append(episode_id)
 
     def __bool__(self) -> bool:
         return bool(self.episodes)

@@ -13,7 +13,9 @@ from service.settings import Settings
 from service.stores.events import EpisodeEvent, add_events, status_event
 from service.stores.redis import QUEUE_NAME
 
-INGEST_TASK = "worker.jobs.ingest_episodes"
+INGEST_TASK = "ingest_episodes"
+"""The ingest job: a function of `worker.jobs`, and the `task` label of the worker's metrics."""
+INGEST_FUNCTION = f"worker.jobs.{INGEST_TASK}"
 # Seconds between retries of a failed job: quick at first, then backing off.
 RETRY_INTERVALS = [2, 10, 30, 60, 120]
 _WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
@@ -49,7 +51,7 @@ class IngestQueue:
             pipe.multi()
             add_events(pipe, announce or [])
             job = self._queue.enqueue(
-                INGEST_TASK,
+                INGEST_FUNCTION,
                 episode_ids,
                 job_id=f"ingest-{uuid.uuid4().hex}",
                 retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
@@ -84,6 +86,12 @@ class IngestQueue:
             job_id: job is not None and (job.id in running or job.get_status(refresh=False) in _WAITING)
             for job_id, job in zip(job_ids, jobs, strict=True)
         }
+
+    def discard_blocking(self, job_ids: list[str]) -> None:
+        """Delete the jobs that are waiting or finished; a started one is left to its worker."""
+        for job in Job.fetch_many(job_ids, connection=self._queue.connection):
+            if job is not None and job.get_status(refresh=False) != JobStatus.STARTED:
+                job.delete(remove_from_queue=True)
 
     async def size(self) -> int:
         return await asyncio.to_thread(lambda: self._queue.count)

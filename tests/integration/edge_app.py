@@ -1,9 +1,7 @@
 """The API as `create_app` builds it, plus one test-only body-echo route, for the edge tests.
 
-`uvicorn tests.integration.edge_app:create_test_app --factory`. When `build_litestar` does
-not yet wire the rate limiter and the offline docs (issue 5), an equivalent app is built here
-from the same parts, so these tests exercise the pieces either way; once wired, they exercise
-the real wiring.
+`uvicorn tests.integration.edge_app:create_test_app --factory`: the real wiring (rate limiter,
+offline docs, CORS, body limit) with an echo route to send bodies to.
 """
 
 from __future__ import annotations
@@ -11,22 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar, Request, post
-from litestar.config.cors import CORSConfig
-from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
-from service.api.docs import OfflineSwaggerRenderPlugin, openapi_config
-from service.api.errors import EXCEPTION_HANDLERS
-from service.api.health import HealthController
-from service.api.ratelimit import RateLimitMiddleware, rate_limit_middleware
-from service.app import API_VERSION, build_litestar, provide_resources
-from service.lifespan import lifespan_for
+from service.api.docs import OfflineSwaggerRenderPlugin
+from service.api.ratelimit import RateLimitMiddleware
+from service.app import build_litestar
 from service.observability.http import ObservedApp
 from service.observability.logging import configure_logging
 from service.observability.metrics import ApiMetrics, disable_created_series
-from service.settings import Settings, load_settings
+from service.settings import load_settings
 
 ECHO_PATH = "/_test/echo"
+EDGE_APP = "tests.integration.edge_app:create_test_app"
 
 
 @post(ECHO_PATH, status_code=200, include_in_schema=False)
@@ -45,30 +39,11 @@ def is_wired(app: Litestar) -> bool:
     return limiter and docs
 
 
-def _standalone(settings: Settings, metrics: ApiMetrics) -> Litestar:
-    cors = (
-        CORSConfig(allow_origins=list(settings.api_allowed_origins)) if settings.api_allowed_origins else None
-    )
-    return Litestar(
-        route_handlers=[HealthController],
-        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
-        lifespan=[lifespan_for(settings, metrics)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        cors_config=cors,
-        request_max_body_size=settings.api_max_body_bytes,
-        openapi_config=openapi_config(API_VERSION),
-        middleware=[rate_limit_middleware(settings)],
-        logging_config=None,
-    )
-
-
 def create_test_app() -> ObservedApp:
     settings = load_settings()
     configure_logging(settings)
     disable_created_series()
     metrics = ApiMetrics()
     app = build_litestar(settings, metrics)
-    if not is_wired(app):
-        app = _standalone(settings, metrics)
     app.register(echo)
     return ObservedApp(app, metrics)

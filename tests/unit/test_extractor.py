@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.memory.extraction import ExtractedEntity, ExtractedFact
-from service.memory.extractor import DeterministicExtractor, entity_key
+from service.memory.extraction import ExtractedEntity, ExtractedFact, entity_key
+from service.memory.extractor import DeterministicExtractor
 
 extract = DeterministicExtractor().extract
 
