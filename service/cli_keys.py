@@ -6,21 +6,14 @@ import argparse
 import asyncio
 import uuid
 
-import psycopg
-
 from service.auth.keys import ADMIN_SCOPE, generate_key
 from service.settings import Settings
 from service.stores import tenancy
-
-
-async def _connect(settings: Settings) -> psycopg.AsyncConnection:
-    return await psycopg.AsyncConnection.connect(
-        settings.postgres_conninfo, autocommit=True, connect_timeout=10
-    )
+from service.stores.postgres import connect
 
 
 async def _create(settings: Settings, tenant_name: str, name: str, admin: bool) -> None:
-    async with await _connect(settings) as conn:
+    async with await connect(settings) as conn:
         tenant = await tenancy.tenant_by_name(conn, tenant_name) or await tenancy.create_tenant(
             conn, tenant_name
         )
@@ -36,7 +29,7 @@ async def _create(settings: Settings, tenant_name: str, name: str, admin: bool) 
 
 
 async def _list(settings: Settings, tenant_name: str) -> int:
-    async with await _connect(settings) as conn:
+    async with await connect(settings) as conn:
         tenant = await tenancy.tenant_by_name(conn, tenant_name)
         if tenant is None:
             print(f"no tenant named {tenant_name!r}")
@@ -50,7 +43,7 @@ async def _list(settings: Settings, tenant_name: str) -> int:
 
 
 async def _revoke(settings: Settings, key_id: uuid.UUID) -> int:
-    async with await _connect(settings) as conn:
+    async with await connect(settings) as conn:
         found = await tenancy.revoke_key(conn, None, key_id)
     print("revoked" if found else f"no key {key_id}")
     return 0 if found else 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-from neo4j import Driver, GraphDatabase
+from neo4j import Driver
 from psycopg_pool import ConnectionPool
 
 from service.memory.extraction import Extractor
@@ -17,7 +17,8 @@ from service.memory.extractor import DeterministicExtractor
 from service.memory.ingest import IngestDeps
 from service.memory.llm_extractor import create_extractor
 from service.settings import Settings
-from service.stores.graph import driver_target
+from service.stores.graph import create_worker_driver
+from service.stores.postgres import create_worker_pool
 from worker.metrics import WorkerMetrics
 
 
@@ -46,20 +47,9 @@ def build_extractor(settings: Settings, connection: redis.Redis) -> Extractor:
 
 
 def open_context(settings: Settings, connection: redis.Redis, metrics: WorkerMetrics) -> WorkerContext:
-    pool = ConnectionPool(
-        settings.postgres_conninfo,
-        min_size=1,
-        max_size=2,
-        open=False,
-        timeout=10.0,
-        kwargs={"autocommit": True, "connect_timeout": 5},
-        name="memstack-worker",
-    )
+    pool = create_worker_pool(settings)
     pool.open(wait=False)
-    uri, options = driver_target(settings)
-    graph = GraphDatabase.driver(
-        uri, max_connection_pool_size=4, connection_timeout=5.0, max_transaction_retry_time=15.0, **options
-    )
+    graph = create_worker_driver(settings)
     return WorkerContext(settings, connection, metrics, pool, graph, build_extractor(settings, connection))
 
 

@@ -24,7 +24,6 @@ each pay a timeout.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +38,7 @@ from redis.exceptions import RedisError
 
 from service.api.errors import PROBLEM_MEDIA_TYPE, Problem
 from service.asgi import ASGIApp, Message, Receive, Scope, Send
+from service.auth.keys import bearer_token, hash_key
 from service.settings import Settings
 from service.stores.ratelimit import WINDOW_SECONDS, RateDecision, RateLimiter, create_limiter_redis
 
@@ -90,10 +90,9 @@ def client_ip(scope: Scope, trusted: tuple[IPNetwork, ...]) -> str:
 def client_identity(scope: Scope, trusted: tuple[IPNetwork, ...]) -> str:
     """`key:<sha256 of the bearer token>`, or `ip:<address>` for requests without one."""
     for value in _header(scope, b"authorization"):
-        scheme, _, token = value.partition(" ")
-        token = token.strip()
-        if scheme.lower() == "bearer" and token:
-            return "key:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+        token = bearer_token(value)
+        if token is not None:
+            return "key:" + hash_key(token).hex()
     return "ip:" + client_ip(scope, trusted)
 
 

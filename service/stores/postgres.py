@@ -1,13 +1,18 @@
-"""PostgreSQL: the connection pool and the ordered, expand-only SQL migrations."""
+"""PostgreSQL: every connection and pool of the service, and the ordered, expand-only SQL migrations.
+
+The API's asyncio pool, the worker's synchronous pool and the CLI's single connections are
+all made here, from `Settings.postgres_conninfo` (address, credentials, TLS).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from service.settings import Settings
 
@@ -42,24 +47,43 @@ def required_schema_version() -> int:
     return len(load_migrations())
 
 
+def _pool_options(
+    settings: Settings, *, max_size: int, timeout: float, connect_timeout: int
+) -> dict[str, Any]:
+    """Autocommit connections (transactions are explicit), opened by the caller."""
+    return {
+        "conninfo": settings.postgres_conninfo,
+        "min_size": 1,
+        "max_size": max_size,
+        "open": False,
+        "timeout": timeout,
+        "kwargs": {"autocommit": True, "connect_timeout": connect_timeout},
+    }
+
+
 def create_pool(settings: Settings) -> AsyncConnectionPool:
-    return AsyncConnectionPool(
-        settings.postgres_conninfo,
-        min_size=1,
-        max_size=settings.postgres_pool_size,
-        open=False,
-        timeout=5.0,
-        kwargs={"autocommit": True, "connect_timeout": 3},
-        name="memstack",
+    """The API's pool: POSTGRES_POOL_SIZE connections, a request waits at most 5 s for one."""
+    options = _pool_options(settings, max_size=settings.postgres_pool_size, timeout=5.0, connect_timeout=3)
+    return AsyncConnectionPool(**options, name="memstack")
+
+
+def create_worker_pool(settings: Settings) -> ConnectionPool:
+    """The worker's pool: one job at a time needs one connection, the reconciler another."""
+    options = _pool_options(settings, max_size=2, timeout=10.0, connect_timeout=5)
+    return ConnectionPool(**options, name="memstack-worker")
+
+
+async def connect(settings: Settings) -> psycopg.AsyncConnection:
+    """One autocommit connection, for migrations and the CLI."""
+    return await psycopg.AsyncConnection.connect(
+        settings.postgres_conninfo, autocommit=True, connect_timeout=10
     )
 
 
 async def migrate(settings: Settings) -> list[int]:
     """Apply pending migrations under an advisory lock; returns the versions applied now."""
     applied_now: list[int] = []
-    async with await psycopg.AsyncConnection.connect(
-        settings.postgres_conninfo, autocommit=True, connect_timeout=10
-    ) as conn:
+    async with await connect(settings) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_ID,))
         try:
             await conn.execute(

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from service.settings import Settings
-from service.stores.redis import server_options
+from service.stores.redis import create_async_redis
 
 KEY_PREFIX = "memstack:ratelimit:"
 WINDOW_SECONDS = 60
@@ -140,17 +140,13 @@ class RateLimiter:
 
 
 def create_limiter_redis(settings: Settings, *, timeout: float = 0.5) -> aioredis.Redis:
-    """A small client of the limiter's own, so SSE streams or a burst elsewhere cannot starve it.
-
-    Blocking pool: when all connections are busy a request waits up to `timeout` for one
-    instead of failing at once (redis-py's default pool raises "Too many connections").
-    """
-    pool = aioredis.BlockingConnectionPool(
-        connection_class=aioredis.SSLConnection if settings.redis_tls else aioredis.Connection,
+    """A small client of the limiter's own, so SSE streams or a burst elsewhere cannot starve it:
+    every wait (for a connection, to connect, for an answer) is at most `timeout`."""
+    return create_async_redis(
+        settings,
         max_connections=POOL_SIZE,
         timeout=timeout,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
-        **server_options(settings),
+        health_check_interval=0,
     )
-    return aioredis.Redis(connection_pool=pool)

@@ -1,4 +1,6 @@
-"""Redis clients: asyncio for the API, synchronous for RQ (which needs bytes, not str)."""
+"""Every Redis client of the service: asyncio for the API, synchronous for RQ (which needs bytes,
+not str), the worker and the LLM cache. The rate limiter's small pool is one more asyncio client
+(`service.stores.ratelimit.create_limiter_redis`) made by the same factory."""
 
 from __future__ import annotations
 
@@ -35,14 +37,25 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def create_async_redis(settings: Settings) -> aioredis.Redis:
+def create_async_redis(
+    settings: Settings,
+    *,
+    max_connections: int = ASYNC_MAX_CONNECTIONS,
+    timeout: float = 5,
+    socket_connect_timeout: float = 3,
+    socket_timeout: float = 30,
+    health_check_interval: int = 30,
+) -> aioredis.Redis:
+    """An asyncio client over a blocking pool: when every connection is busy a caller waits up to
+    `timeout` for one instead of failing at once (redis-py's default pool raises "Too many
+    connections")."""
     pool = aioredis.BlockingConnectionPool(
         connection_class=aioredis.SSLConnection if settings.redis_tls else aioredis.Connection,
-        max_connections=ASYNC_MAX_CONNECTIONS,
-        timeout=5,
-        socket_connect_timeout=3,
-        socket_timeout=30,
-        health_check_interval=30,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_connect_timeout=socket_connect_timeout,
+        socket_timeout=socket_timeout,
+        health_check_interval=health_check_interval,
         **server_options(settings),
     )
     return aioredis.Redis(connection_pool=pool)
