@@ -15,6 +15,7 @@ import httpx
 import msgspec
 
 from service.api.schemas import MAX_BULK_EPISODES, EpisodeIn
+from service.memory.errors import RETRY_AFTER_SECONDS
 
 BATCH = 500
 MAX_WAITS = 30
@@ -46,7 +47,7 @@ def _post(client: httpx.Client, url: str, batch: list[tuple[int, dict[str, Any]]
     for _ in range(MAX_WAITS):
         response = client.post(url, json={"episodes": [episode for _, episode in batch]})
         if response.status_code in (429, 503):
-            time.sleep(float(response.headers.get("retry-after", "5")))
+            time.sleep(float(response.headers.get("retry-after", RETRY_AFTER_SECONDS)))
             continue
         if response.status_code == 202:
             body = response.json()

@@ -10,9 +10,8 @@ from rq import get_current_job
 from rq.job import Job
 
 from service.memory.ingest import ingest_batch
+from service.stores.queue import INGEST_TASK
 from worker import context
-
-INGEST_TASK = "ingest_episodes"
 
 
 def _left_after_this(job: Job | None) -> int:

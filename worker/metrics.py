@@ -11,6 +11,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from rq import Queue
 
+from service.stores.queue import INGEST_TASK
+
 JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -54,7 +56,7 @@ class WorkerMetrics:
         )
         # Known label values start at 0, so that rate() sees the very first failure.
         for status in ("succeeded", "failed", "retried"):
-            self.jobs.labels("ingest_episodes", status)
+            self.jobs.labels(INGEST_TASK, status)
         self.busy = Gauge("memstack_worker_busy", "1 while the worker runs a job.", registry=r)
         self.heartbeat = Gauge(
             "memstack_worker_last_heartbeat_timestamp_seconds",
