@@ -287,7 +287,10 @@ secret.reloader.stakater.com/reload: {{ include "memstack.foreignSecrets" . | qu
 {{- end -}}
 {{- end -}}
 
-{{/* Anti-affinity + topology spread: (dict "root" $ "component" "api" "cfg" .Values.api) */}}
+{{/* Anti-affinity + topology spread: (dict "root" $ "component" "api" "cfg" .Values.api).
+     Each spread constraint gets the component's label selector; matchLabelKeys (e.g.
+     pod-template-hash: spread each rollout's pods on their own), minDomains and the node
+     policies are passed through. */}}
 {{- define "memstack.scheduling" -}}
 {{- $sel := include "memstack.componentSelectorLabels" . | fromYaml -}}
 {{- if .cfg.affinity }}
@@ -321,6 +324,19 @@ topologySpreadConstraints:
     labelSelector:
       matchLabels:
         {{- toYaml $sel | nindent 8 }}
+    {{- with .matchLabelKeys }}
+    matchLabelKeys:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- if not (kindIs "invalid" .minDomains) }}
+    minDomains: {{ .minDomains }}
+    {{- end }}
+    {{- with .nodeAffinityPolicy }}
+    nodeAffinityPolicy: {{ . }}
+    {{- end }}
+    {{- with .nodeTaintsPolicy }}
+    nodeTaintsPolicy: {{ . }}
+    {{- end }}
   {{- end }}
 {{- end }}
 {{- with .cfg.nodeSelector }}
@@ -388,6 +404,14 @@ exec:
 ^(bolt|neo4j)(\+s|\+ssc)?://([A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?].*)?$
 {{- end -}}
 
+{{/* Annotations of the migration hook's objects (pre-install/pre-upgrade), with its weight:
+     (dict "weight" "-10"). A succeeded hook is removed; a failed Job stays for inspection. */}}
+{{- define "memstack.hookAnnotations" -}}
+helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
+
 {{/* ExternalSecret filling a Secret `name`: (dict "root" $ "name" ... "component" ... "hook" bool) */}}
 {{- define "memstack.externalSecret" -}}
 {{- $es := .root.Values.externalSecrets -}}
@@ -398,12 +422,11 @@ metadata:
   namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "memstack.componentLabels" (dict "root" .root "component" .component) | nindent 4 }}
+  {{- $hook := dict }}
   {{- if .hook }}
-  annotations:
-    helm.sh/hook: pre-install,pre-upgrade
-    helm.sh/hook-weight: "-10"
-    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+  {{- $hook = include "memstack.hookAnnotations" (dict "weight" "-10") | fromYaml }}
   {{- end }}
+  {{- with include "memstack.annotations" (dict "root" .root "annotations" $hook) }}{{ . | nindent 2 }}{{ end }}
 spec:
   refreshInterval: {{ $es.refreshInterval }}
   secretStoreRef:

@@ -144,6 +144,32 @@
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- range $name := list "api" "worker" -}}
+{{- range $i, $c := (index $v $name).topologySpreadConstraints -}}
+{{- if and (not (kindIs "invalid" $c.minDomains)) (ne $c.whenUnsatisfiable "DoNotSchedule") -}}
+{{- fail (printf "%s.topologySpreadConstraints[%d].minDomains needs whenUnsatisfiable: DoNotSchedule (Kubernetes rejects it with %s): change one of them" $name $i $c.whenUnsatisfiable) -}}
+{{- end -}}
+{{- range $key := $c.matchLabelKeys | default list -}}
+{{- if hasKey (include "memstack.componentSelectorLabels" (dict "root" $ "component" $name) | fromYaml) $key -}}
+{{- fail (printf "%s.topologySpreadConstraints[%d].matchLabelKeys has %s, which the chart's label selector already sets: remove it (e.g. keep pod-template-hash)" $name $i $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $_ := $v.commonAnnotations -}}
+{{- if hasPrefix "helm.sh/hook" $key -}}
+{{- fail (printf "commonAnnotations.%s: helm.sh/hook* annotations would make every object a hook (and drop it from the release): remove it" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- /* Pod extras: no name or mount path used twice in a pod. */ -}}
+{{- include "memstack.validateExtras" (dict "root" . "cfg" $v.api "pod" "api" "main" "api") -}}
+{{- include "memstack.validateExtras" (dict "root" . "cfg" $v.worker "pod" "worker" "main" "worker") -}}
+{{- if $v.migrations.enabled -}}
+{{- include "memstack.validateExtras" (dict "root" . "cfg" $v.migrations "pod" "migration hook" "main" "migrate") -}}
+{{- end -}}
+{{- if $v.tests.enabled -}}
+{{- include "memstack.validateExtras" (dict "root" . "pod" "test" "main" "test") -}}
+{{- end -}}
 {{- /* Monitoring of a release that serves no metrics: no target would ever be up, so
        MemStackApiDown/MemStackWorkerDown would page on a healthy release. */ -}}
 {{- if and (not $v.config.enableMetrics) (or $v.serviceMonitor.enabled $v.prometheusRule.enabled) -}}

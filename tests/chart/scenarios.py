@@ -43,6 +43,44 @@ FEATURES: dict[str, str] = {
     "httpRoute.timeouts.backendRequest": "1h",
 }
 
+# What operators add (issue 12): shared and per-component pod extras, common annotations,
+# topology spread options, extra objects; validated like the rest.
+EXTRAS: dict[str, str] = {
+    "commonAnnotations.team": "memory",
+    "commonLabels.cost-center": "ai",
+    "extraEnv[0].name": "HTTPS_PROXY",
+    "extraEnv[0].value": "http://proxy.internal:3128",
+    "extraEnvFrom[0].secretRef.name": "shared-env",
+    "extraVolumes[0].name": "shared",
+    "extraVolumes[0].emptyDir.sizeLimit": "16Mi",
+    "extraVolumeMounts[0].name": "shared",
+    "extraVolumeMounts[0].mountPath": "/shared",
+    "initContainers[0].name": "wait",
+    "initContainers[0].image": "busybox:1.36",
+    "sidecars[0].name": "db-proxy",
+    "sidecars[0].image": "db-proxy:2",
+    "api.extraEnv[0].name": "API_ONLY",
+    "api.extraEnv[0].value": "enabled",
+    "worker.sidecars[0].name": "worker-agent",
+    "worker.sidecars[0].image": "agent:1",
+    "migrations.extraEnv[0].name": "HTTPS_PROXY",
+    "migrations.extraEnv[0].value": "http://hook-proxy.internal:3128",
+    "migrations.initContainers[0].name": "wait-db",
+    "migrations.initContainers[0].image": "busybox:1.36",
+    "api.topologySpreadConstraints[0].maxSkew": "1",
+    "api.topologySpreadConstraints[0].topologyKey": "topology.kubernetes.io/zone",
+    "api.topologySpreadConstraints[0].whenUnsatisfiable": "DoNotSchedule",
+    "api.topologySpreadConstraints[0].minDomains": "3",
+    "api.topologySpreadConstraints[0].matchLabelKeys[0]": "pod-template-hash",
+    "api.topologySpreadConstraints[0].nodeAffinityPolicy": "Honor",
+    "api.topologySpreadConstraints[0].nodeTaintsPolicy": "Ignore",
+    "serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account": "memstack@example.iam.gserviceaccount.com",  # noqa: E501
+    "extraObjects[0].apiVersion": "v1",
+    "extraObjects[0].kind": "ConfigMap",
+    "extraObjects[0].metadata.name": "memstack-extra",
+    "extraObjects[0].data.purpose": "operator-owned",
+}
+
 # (environment, extra --set values) pairs validated against Kubernetes and CRD schemas.
 SCENARIOS: list[tuple[str, dict[str, str]]] = [
     ("default", {}),
@@ -50,4 +88,5 @@ SCENARIOS: list[tuple[str, dict[str, str]]] = [
     ("staging", {}),
     ("prod", {"image.digest": "sha256:" + "a" * 64}),
     ("default", FEATURES),
+    ("prod", {"image.digest": "sha256:" + "a" * 64, **EXTRAS}),
 ]
