@@ -47,6 +47,11 @@ Requirements: Kubernetes >= 1.30; the prometheus-operator CRDs when `serviceMoni
 `prometheusRule.enabled` (both on by default: they render because they are enabled, not because
 of a capabilities check); the KEDA, Gateway API or external-secrets CRDs only when those
 features are turned on. Redis must run with `maxmemory-policy noeviction` (the queue lives there).
+`values/prod.yaml` schedules the API with the PriorityClass `memstack-critical`, which the chart
+does not create (cluster-scoped): create it before installing prod
+(`kubectl create priorityclass memstack-critical --value=100000`), or pods are rejected.
+The migration hook's deadline (`migrations.activeDeadlineSeconds`, 270 s) fits Helm's default
+`--timeout` of 5m: raise `--timeout` with it.
 
 Operator guide (secrets, upgrades and rollback, SSE through an ingress or a Gateway): `docs/chart.md`.
 
