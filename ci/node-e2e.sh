@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make node-e2e`: the chart's own image as real pods on a real node.
-#   1. binaries (ci/e2e/build.sh: control plane, kubelet, kube-proxy, CoreDNS, pause)
+#   1. binaries (ci/e2e/build.sh: control plane, kubelet, kube-proxy, CoreDNS, pause;
+#      ci/e2e/build-monitoring.sh: Prometheus Operator, Prometheus, kube-state-metrics)
 #   2. the MemStack images (ci/image.sh: buildah, locally built Debian base)
 #   3. helm 3 + helm 4 + kubectl, the CRDs the chart renders objects for
-#   4. the node's bridge, the control plane listening on it, the node (ci/e2e/node.sh)
+#   4. the node's bridge, the control plane listening on it, the node (ci/e2e/node.sh), the
+#      monitoring of a kube-prometheus-stack user on it (ci/e2e/monitoring.sh)
 #   5. pytest tests/node
 #   6. teardown in reverse, by PID, on every exit path (also a killed earlier run's)
 # Env: NODE_E2E_PYTEST_ARGS (pytest arguments instead of `tests/node`), E2E_KEEP_CLUSTER=1 to leave it running.
@@ -27,6 +29,7 @@ apt_install containerd runc containernetworking-plugins nftables iptables conntr
 
 phase "building or reusing the Kubernetes binaries"
 bash ci/e2e/build.sh >/dev/null
+bash ci/e2e/build-monitoring.sh >/dev/null
 
 phase "building or reusing the MemStack images"
 E2E_IMAGE_DIR="$(bash ci/image.sh | tail -n 1)"
@@ -73,6 +76,8 @@ bash ci/e2e/cluster.sh up
 "$E2E_KUBECTL" --kubeconfig "$kubeconfig" apply --server-side -f "$crds_dir" >/dev/null
 "$E2E_KUBECTL" --kubeconfig "$kubeconfig" wait --for condition=Established crd --all --timeout 60s >/dev/null
 bash ci/e2e/node.sh up
+MEMSTACK_NODE_PROMETHEUS_URL="$(bash ci/e2e/monitoring.sh up | tail -n 1)"
+export MEMSTACK_NODE_PROMETHEUS_URL
 
 phase "running tests/node"
 export MEMSTACK_NODE_KUBECONFIG="$kubeconfig"

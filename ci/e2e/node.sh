@@ -498,9 +498,12 @@ cmd_up() {
   import_images
 
   make_cgroups
+  # --containerd: the kubelet's cAdvisor asks containerd for each cgroup's pod and container
+  # names; without our socket /metrics/cadvisor carries no pod/container labels.
   start_bg kubelet "$BIN/kubelet" "$BIN/kubelet" --config "$N/kubelet.yaml" \
     --kubeconfig "$S/kubelet.kubeconfig" --root-dir "$KUBELET_ROOT" \
     --hostname-override "$E2E_NODE_NAME" --node-ip "$E2E_NODE_IP" \
+    --containerd "$SOCK" \
     --node-labels "topology.kubernetes.io/zone=$E2E_NODE_ZONE,memstack.dev/real-node=true" --v=1
   wait_cmd "node $E2E_NODE_NAME Ready" 120 node_ready || { tail -n 40 "$LOGS/kubelet.log" >&2; die "kubelet did not register a Ready node"; }
 

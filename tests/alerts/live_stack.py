@@ -64,13 +64,18 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: f
 
 
 class TcpProxy:
-    """A loopback TCP forwarder whose plug can be pulled: cut() closes the listener (new
-    connections are refused) and resets every open connection, as a dead server would;
-    restore() listens again on the same port."""
+    """A TCP forwarder whose plug can be pulled: cut() closes the listener (new connections
+    are refused) and resets every open connection, as a dead server would; restore() listens
+    again on the same port. `delay` (seconds) holds back every answer of the server, as a slow
+    network or an overloaded server would. TLS passes through untouched (end to end)."""
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", listen_host: str = "127.0.0.1"
+    ) -> None:
         self.target = (target_host, target_port)
+        self.listen_host = listen_host
         self.port = free_port()
+        self.delay = 0.0
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -79,7 +84,7 @@ class TcpProxy:
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.listen_host, self.port))
         listener.listen(128)
         listener.settimeout(0.2)
         self._stop = threading.Event()
@@ -104,20 +109,24 @@ class TcpProxy:
             with self._lock:
                 self._sockets.update((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool = False) -> None:
         try:
             while data := source.recv(65536):
+                if answers and self.delay:
+                    time.sleep(self.delay)
                 sink.sendall(data)
         except OSError:
             pass
         finally:
+            # The first direction to end closes both; the other then ends on its closed socket.
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 with self._lock:
                     self._sockets.discard(sock)
+                sock.close()
 
     def cut(self) -> None:
         self._stop.set()
@@ -229,6 +238,9 @@ class PrometheusApi:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.client = httpx.Client(base_url=base_url, timeout=10.0)
+
+    def close(self) -> None:
+        self.client.close()
 
     def _data(self, path: str, params: dict[str, str] | None = None) -> Any:
         response = self.client.get(path, params=params)

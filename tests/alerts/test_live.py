@@ -49,6 +49,7 @@ import redis
 import yaml
 from rq.suspension import resume, suspend
 
+from tests.alerts.alert_watch import AlertWatch, dashboard_queries, matching
 from tests.alerts.chart_rules import AlertSpec, alert_rules, render_rule_spec
 from tests.alerts.conftest import TIMINGS
 from tests.alerts.live_stack import (
@@ -62,7 +63,7 @@ from tests.alerts.live_stack import (
     wait_until,
     worker_process,
 )
-from tests.chart_tools import ALERTS, CHART, REPO
+from tests.chart_tools import ALERTS, REPO
 
 RELEASE = "live"
 NAMESPACE = "alerts-live"
@@ -147,75 +148,14 @@ class Stack:
     def start_worker(self) -> None:
         self.worker.start()
 
+    @property
+    def watch(self) -> AlertWatch:
+        return AlertWatch(
+            self.prometheus, self.rules, TIMINGS, fire_timeout=FIRE_TIMEOUT, resolve_timeout=RESOLVE_TIMEOUT
+        )
+
     def queue_length(self) -> int:
         return int(self.redis.llen(f"rq:queue:{QUEUE}"))
-
-
-def _record(phase: str, event: str, seconds: float) -> None:
-    TIMINGS.append((phase, event, seconds))
-
-
-Expectation = tuple[str, dict[str, str]]  # alert name, labels it must carry
-
-
-def _matching(alerts: list[dict[str, Any]], name: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-    return [
-        a
-        for a in alerts
-        if a["labels"]["alertname"] == name and all(a["labels"].get(k) == v for k, v in labels.items())
-    ]
-
-
-def _wait_firing(
-    stack: Stack, phase: str, since: float, *expected: Expectation, timeout: float = FIRE_TIMEOUT
-) -> dict[str, dict[str, Any]]:
-    """Poll until every expected alert fires, recording when each one started to; then check
-    each one's labels (exactly) and annotations."""
-    fired: dict[str, dict[str, Any]] = {}
-
-    def all_firing() -> bool:
-        alerts = [a for a in stack.prometheus.alerts() if a["state"] == "firing"]
-        for name, labels in expected:
-            key = f"{name}{labels}"
-            if key not in fired and (found := _matching(alerts, name, labels)):
-                fired[key] = found[0]
-                _record(phase, f"{name} {labels} firing", time.monotonic() - since)
-        return len(fired) == len(expected)
-
-    try:
-        wait_until(f"{[e[0] for e in expected]} to fire", all_firing, timeout, interval=0.5)
-    except AssertionError:
-        raise AssertionError(
-            f"not all of {expected} fired; active alerts: {json.dumps(stack.prometheus.alerts())[:3000]}"
-        ) from None
-    for name, labels in expected:
-        alert = fired[f"{name}{labels}"]
-        rule = stack.rules[name]
-        assert alert["labels"] == {"alertname": name, **labels, **rule.labels}
-        assert alert["annotations"]["runbook_url"] == rule.annotations["runbook_url"]
-        assert rule.annotations["runbook_url"].endswith(f"/docs/runbooks/{name}.md")
-        assert (REPO / "docs" / "runbooks" / f"{name}.md").is_file()
-        assert alert["annotations"]["summary"] == rule.annotations["summary"]
-        assert "{{" not in alert["annotations"]["description"]
-    return fired
-
-
-def _wait_resolved(stack: Stack, phase: str, since: float, *names: str) -> None:
-    pending = set(names)
-
-    def resolved() -> bool:
-        active = {a["labels"]["alertname"] for a in stack.prometheus.alerts()}
-        for name in sorted(pending - active):
-            pending.discard(name)
-            _record(phase, f"{name} resolved", time.monotonic() - since)
-        return not pending
-
-    try:
-        wait_until(f"{sorted(pending)} to resolve", resolved, RESOLVE_TIMEOUT, interval=0.5)
-    except AssertionError:
-        raise AssertionError(
-            f"{sorted(pending)} still active: {json.dumps(stack.prometheus.alerts())[:3000]}"
-        ) from None
 
 
 def _wait_healthy(stack: Stack, timeout: float = 90) -> None:
@@ -484,7 +424,7 @@ def test_healthy(stack: Stack) -> None:
 
     wait_until("the SSE request in the latency histogram", sse_route_seen, 30)
     assert all(f'route!="{route}"' in latency_expr for route in routes), (routes, latency_expr)
-    _record("healthy", "stack healthy, rules evaluated, SSE checked", time.monotonic() - started)
+    stack.watch.record("healthy", "stack healthy, rules evaluated, SSE checked", time.monotonic() - started)
 
 
 def test_dependency_outage_fires_error_ratio_and_dependency_down(stack: Stack) -> None:
@@ -493,8 +433,7 @@ def test_dependency_outage_fires_error_ratio_and_dependency_down(stack: Stack) -
     stack.pg_proxy.cut()
     stack.neo4j_proxy.cut()
     try:
-        fired = _wait_firing(
-            stack,
+        fired = stack.watch.wait_firing(
             "outage",
             cut,
             ("MemStackApiHighErrorRate", {"namespace": NAMESPACE, "job": API_JOB}),
@@ -504,12 +443,12 @@ def test_dependency_outage_fires_error_ratio_and_dependency_down(stack: Stack) -
         ratio = next(a for k, a in fired.items() if k.startswith("MemStackApiHighErrorRate"))
         assert float(ratio["value"]) > stack.rules["MemStackApiHighErrorRate"].threshold
         # Redis is still up: no alert for it.
-        assert not _matching(stack.prometheus.alerts(), "MemStackDependencyDown", {"dependency": "redis"})
+        assert not matching(stack.prometheus.alerts(), "MemStackDependencyDown", {"dependency": "redis"})
     finally:
         stack.pg_proxy.restore()
         stack.neo4j_proxy.restore()
     restored = time.monotonic()
-    _wait_resolved(stack, "outage", restored, "MemStackDependencyDown", "MemStackApiHighErrorRate")
+    stack.watch.wait_resolved("outage", restored, "MemStackDependencyDown", "MemStackApiHighErrorRate")
     _wait_healthy(stack)
 
 
@@ -533,38 +472,26 @@ CORE_PANELS = {
 
 
 def test_dashboard_queries_run_and_core_panels_have_data(stack: Stack) -> None:
-    dashboard = json.loads((CHART / "files" / "dashboards" / "memstack.json").read_text(encoding="utf-8"))
     # The template variables resolve to this release's jobs.
     assert NAMESPACE in stack.prometheus.label_values("namespace", "http_requests_total")
     assert API_JOB in stack.prometheus.label_values("job", f'http_requests_total{{namespace="{NAMESPACE}"}}')
     assert WORKER_JOB in stack.prometheus.label_values(
         "job", f'memstack_queue_size{{namespace="{NAMESPACE}"}}'
     )
-    substitutions = {
-        "$__rate_interval": RATE_INTERVAL,
-        "$namespace": NAMESPACE,
-        "$api_job": API_JOB,
-        "$worker_job": WORKER_JOB,
-    }
-    titles = {p["title"] for p in dashboard["panels"] if p.get("targets")}
+    queries = dashboard_queries(
+        namespace=NAMESPACE, api_job=API_JOB, worker_job=WORKER_JOB, rate_interval=RATE_INTERVAL
+    )
+    titles = {title for title, _ in queries}
     assert titles >= CORE_PANELS, CORE_PANELS - titles
-    empty: list[str] = []
-    count = 0
-    for panel in dashboard["panels"]:
-        panel_has_data = False
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            for variable, value in substitutions.items():
-                expr = expr.replace(variable, value)
-            assert "$" not in expr, expr
-            result = stack.prometheus.query(expr)  # raises on any PromQL error
-            count += 1
-            panel_has_data = panel_has_data or bool(result)
-        if panel["title"] in CORE_PANELS and not panel_has_data:
-            empty.append(panel["title"])
+    with_data: set[str] = set()
+    for title, expr in queries:
+        if stack.prometheus.query(expr):  # raises on any PromQL error
+            with_data.add(title)
+    empty = sorted(CORE_PANELS - with_data)
+    count = len(queries)
     assert count >= 15
     assert not empty, f"core panels without data: {empty}"
-    _record("dashboard", f"{count} dashboard queries ran", 0.0)
+    stack.watch.record("dashboard", f"{count} dashboard queries ran", 0.0)
 
 
 def test_queue_backlog_fires_queue_near_full(stack: Stack) -> None:
@@ -582,16 +509,16 @@ def test_queue_backlog_fires_queue_near_full(stack: Stack) -> None:
             assert response.status_code == 202, response.text
             n += 1
             assert n < 3 * QUEUE_MAX_SIZE, "the suspended worker keeps taking jobs"
-        fired = _wait_firing(
-            stack, "backlog", started, ("MemStackQueueNearFull", {"namespace": NAMESPACE, "queue": QUEUE})
+        fired = stack.watch.wait_firing(
+            "backlog", started, ("MemStackQueueNearFull", {"namespace": NAMESPACE, "queue": QUEUE})
         )
         assert float(next(iter(fired.values()))["value"]) > threshold
     finally:
         resume(stack.redis)
     resumed = time.monotonic()
     wait_until("the queue to drain", lambda: stack.queue_length() == 0, 60)
-    _record("backlog", "queue drained", time.monotonic() - resumed)
-    _wait_resolved(stack, "backlog", resumed, "MemStackQueueNearFull")
+    stack.watch.record("backlog", "queue drained", time.monotonic() - resumed)
+    stack.watch.wait_resolved("backlog", resumed, "MemStackQueueNearFull")
     _wait_healthy(stack)
 
 
@@ -603,8 +530,7 @@ def test_graph_writes_failing_fire_job_failure_ratio(stack: Stack) -> None:
         for n in range(4):
             response = _post_episode(stack, f"Failing {n}: Alan Turing worked with Joan Clarke at Bletchley.")
             assert response.status_code == 202, response.text
-        fired = _wait_firing(
-            stack,
+        fired = stack.watch.wait_firing(
             "job failures",
             cut,
             ("MemStackJobFailureRatioHigh", {"namespace": NAMESPACE, "task": "ingest_episodes"}),
@@ -622,7 +548,7 @@ def test_graph_writes_failing_fire_job_failure_ratio(stack: Stack) -> None:
     restored = time.monotonic()
     # Fresh work succeeds again; the failures leave the rate window.
     assert _post_episode(stack, "Recovered: Ada Lovelace wrote to Mary Somerville.").status_code == 202
-    _wait_resolved(stack, "job failures", restored, "MemStackJobFailureRatioHigh")
+    stack.watch.wait_resolved("job failures", restored, "MemStackJobFailureRatioHigh")
     _wait_healthy(stack)
 
 
@@ -632,8 +558,7 @@ def test_targets_down_fire_availability_alerts(stack: Stack) -> None:
     stack.api.stop(signal.SIGKILL)
     stack.worker.stop(signal.SIGKILL)
     try:
-        fired = _wait_firing(
-            stack,
+        fired = stack.watch.wait_firing(
             "targets down",
             killed,
             ("MemStackApiDown", {"namespace": NAMESPACE, "job": API_JOB}),
@@ -644,5 +569,5 @@ def test_targets_down_fire_availability_alerts(stack: Stack) -> None:
         restarted = time.monotonic()
         stack.start_api()
         stack.start_worker()
-    _wait_resolved(stack, "targets down", restarted, "MemStackApiDown", "MemStackWorkerDown")
+    stack.watch.wait_resolved("targets down", restarted, "MemStackApiDown", "MemStackWorkerDown")
     _wait_healthy(stack)

@@ -24,6 +24,8 @@ from tests.node.traffic import TrafficReport
 
 # Every traffic verdict of the run, printed at the end (the numbers the docs quote).
 TRAFFIC_REPORTS: list[tuple[str, TrafficReport]] = []
+# (phase, event, seconds after the fault or the recovery) of the monitoring test.
+ALERT_TIMINGS: list[tuple[str, str, float]] = []
 
 if not os.environ.get("MEMSTACK_NODE_KUBECONFIG"):
     collect_ignore_glob = ["test_*.py"]
@@ -38,8 +40,11 @@ def node() -> Node:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TRAFFIC_REPORTS:
-        return
-    terminalreporter.section("traffic during upgrades and rollbacks")
-    for step, report in TRAFFIC_REPORTS:
-        terminalreporter.write_line(f"{step}: {report.summary()}")
+    if TRAFFIC_REPORTS:
+        terminalreporter.section("traffic during upgrades and rollbacks")
+        for step, report in TRAFFIC_REPORTS:
+            terminalreporter.write_line(f"{step}: {report.summary()}")
+    if ALERT_TIMINGS:
+        terminalreporter.section("alerts in the cluster (seconds after the fault / the recovery)")
+        for phase, event, seconds in ALERT_TIMINGS:
+            terminalreporter.write_line(f"{phase:>10}  {seconds:6.1f}s  {event}")
