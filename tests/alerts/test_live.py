@@ -253,6 +253,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator
     processes: list[Process] = []
     proxies: list[TcpProxy] = []
     traffic: Traffic | None = None
+    prometheus_api: PrometheusApi | None = None
     connection = redis.Redis(
         host=base.get("REDIS_HOST", "127.0.0.1"),
         port=int(base.get("REDIS_PORT", "6379")),
@@ -326,7 +327,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator
             api=api,
             worker=worker,
             api_url=f"http://127.0.0.1:{api_port}",
-            prometheus=PrometheusApi(f"http://127.0.0.1:{prom_port}"),
+            prometheus=(prometheus_api := PrometheusApi(f"http://127.0.0.1:{prom_port}")),
             pg_proxy=pg_proxy,
             neo4j_proxy=neo4j_proxy,
             worker_graph_proxy=worker_graph_proxy,
@@ -358,6 +359,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, exclusive: None) -> Iterator
             process.stop()
         for proxy in proxies:
             proxy.close()
+        if prometheus_api is not None:
+            prometheus_api.close()
         with contextlib.suppress(redis.RedisError):
             resume(connection)
             connection.flushdb()
