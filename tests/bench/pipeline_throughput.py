@@ -17,8 +17,9 @@ from tempfile import TemporaryDirectory
 
 from service.memory.extractor import DeterministicExtractor
 from service.settings import load_settings
-from tests.integration.conftest import local_environ, running_api
-from tests.integration.pipeline_helpers import Client, running_worker
+from tests.support.client import Client
+from tests.support.processes import running_api, running_worker
+from tests.support.stack import local_environ
 
 
 def corpus(count: int, tag: str) -> list[str]:

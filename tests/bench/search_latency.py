@@ -24,8 +24,9 @@ from tempfile import TemporaryDirectory
 import httpx
 
 from service.settings import Settings, load_settings
-from tests.integration.conftest import local_environ, running_api
-from tests.integration.pipeline_helpers import Client, graph_query, running_worker
+from tests.support.client import Client, graph_query
+from tests.support.processes import running_api, running_worker
+from tests.support.stack import local_environ
 
 SYLLABLES = "ka lo mir van tesk ri zo del pha nu qua sel tor bra vin cha dur mel osk ty".split()
 ORGS = 500

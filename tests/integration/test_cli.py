@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 
 from service.settings import Settings
-from tests.integration.conftest import REPO, RunningApi, local_environ
-from tests.integration.pipeline_helpers import Client
+from tests.support.client import Client
+from tests.support.processes import RunningApi
+from tests.support.stack import REPO, local_environ
 
 
 def memstack(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

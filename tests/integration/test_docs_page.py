@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.apiproc import running_api
 from tests.integration.cdp import Cdp, TrapProxy, chromium_binary, isolated_chromium
-from tests.integration.conftest import RunningApi
-
-pytestmark = pytest.mark.integration
+from tests.integration.edge_app import EDGE_APP
+from tests.support.processes import ApiLauncher, RunningApi
 
 OPERATIONS_JS = """JSON.stringify(Array.from(document.querySelectorAll('.opblock')).map(block => ({
   method: block.querySelector('.opblock-summary-method')?.textContent,
@@ -26,8 +24,8 @@ OPERATIONS_JS = """JSON.stringify(Array.from(document.querySelectorAll('.opblock
 
 
 @pytest.fixture(scope="module")
-def docs_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
-    with running_api(tmp_path_factory.mktemp("docs")) as api:
+def docs_api(tmp_path_factory: pytest.TempPathFactory, running_api: ApiLauncher) -> Iterator[RunningApi]:
+    with running_api(tmp_path_factory.mktemp("docs"), app=EDGE_APP) as api:
         yield api
 
 

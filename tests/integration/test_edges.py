@@ -11,11 +11,8 @@ import pytest
 from service.app import build_litestar
 from service.observability.metrics import ApiMetrics
 from service.settings import Settings
-from tests.integration.apiproc import running_api
-from tests.integration.conftest import RunningApi
-from tests.integration.edge_app import ECHO_PATH, is_wired
-
-pytestmark = pytest.mark.integration
+from tests.integration.edge_app import ECHO_PATH, EDGE_APP, is_wired
+from tests.support.processes import ApiLauncher, RunningApi
 
 LIMIT = 4096
 ALLOWED = "https://app.example.com"
@@ -23,9 +20,10 @@ OTHER = "https://evil.example.net"
 
 
 @pytest.fixture(scope="module")
-def edge_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+def edge_api(tmp_path_factory: pytest.TempPathFactory, running_api: ApiLauncher) -> Iterator[RunningApi]:
     with running_api(
         tmp_path_factory.mktemp("edges"),
+        app=EDGE_APP,
         API_MAX_BODY_BYTES=str(LIMIT),
         API_ALLOWED_ORIGINS=f"{ALLOWED},https://admin.example.com",
         RATE_LIMIT_PER_MINUTE="0",
@@ -120,8 +118,10 @@ def test_errors_carry_cors_headers_for_allowed_origins(edge_api: RunningApi) -> 
     assert response.headers["access-control-allow-origin"] == ALLOWED
 
 
-def test_no_cors_headers_when_no_origin_is_configured(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with running_api(tmp_path_factory.mktemp("nocors"), API_ALLOWED_ORIGINS="") as api:
+def test_no_cors_headers_when_no_origin_is_configured(
+    tmp_path_factory: pytest.TempPathFactory, running_api: ApiLauncher
+) -> None:
+    with running_api(tmp_path_factory.mktemp("nocors"), app=EDGE_APP, API_ALLOWED_ORIGINS="") as api:
         response = preflight(api, ALLOWED)
         assert "access-control-allow-origin" not in response.headers
         simple = httpx.get(f"{api.base_url}/health", headers={"Origin": ALLOWED}, timeout=10)

@@ -21,21 +21,18 @@ from service.settings import Settings
 from service.stores.erasure import erase_project_graph
 from service.stores.events import stream_key
 from service.stores.redis import create_sync_redis
-from tests.integration.conftest import RunningApi, free_port, running_api
-from tests.integration.pipeline_helpers import (
-    Client,
-    RunningWorker,
-    graph_counts,
-    graph_query,
-    running_worker,
-)
+from tests.support.client import Client, graph_counts, graph_query
+from tests.support.processes import ApiLauncher, RunningApi, RunningWorker, WorkerLauncher
+from tests.support.stack import free_port
 
 SHARED = "Alice Smith works at Acme Corp in Berlin."
 OTHER = "Alice Smith works at Acme Corp. Dave Brown visits Rome."
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorker]:
+def worker(
+    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
+) -> Iterator[RunningWorker]:
     with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
         yield running
 
@@ -233,7 +230,7 @@ def test_a_job_for_an_erased_project_writes_nothing(client: Client, settings: Se
 
 
 def test_a_neo4j_outage_is_a_503_that_commits_nothing(
-    client: Client, settings: Settings, tmp_path: Path
+    client: Client, settings: Settings, tmp_path: Path, running_api: ApiLauncher
 ) -> None:
     project = client.create_project()
     episode = uuid.uuid4()

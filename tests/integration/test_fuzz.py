@@ -35,8 +35,8 @@ from schemathesis.core.result import Ok
 from schemathesis.openapi import from_url
 
 from service.settings import Settings
-from tests.integration.conftest import RunningApi, running_api
-from tests.integration.pipeline_helpers import Client, RunningWorker, running_worker
+from tests.support.client import Client
+from tests.support.processes import ApiLauncher, RunningApi, RunningWorker, WorkerLauncher
 
 MAX_EXAMPLES = 60
 CASES_RUN = [0]
@@ -64,14 +64,19 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def fuzz_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorker]:
+def fuzz_worker(
+    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
+) -> Iterator[RunningWorker]:
     with running_worker(tmp_path_factory.mktemp("fuzz-worker") / "worker.log") as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def target(
-    tmp_path_factory: pytest.TempPathFactory, settings: Settings, fuzz_worker: RunningWorker
+    tmp_path_factory: pytest.TempPathFactory,
+    settings: Settings,
+    fuzz_worker: RunningWorker,
+    running_api: ApiLauncher,
 ) -> Iterator[Target]:
     log = tmp_path_factory.mktemp("fuzz-api") / "api.log"
     with running_api(log, RATE_LIMIT_PER_MINUTE="0") as api:

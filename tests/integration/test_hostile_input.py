@@ -24,10 +24,9 @@ from service.settings import Settings
 from service.stores import tenancy
 from service.stores.episode_status import claim
 from service.stores.ratelimit import RateLimiter, create_limiter_redis
-from tests.integration.conftest import RunningApi, free_port, running_api
-from tests.integration.pipeline_helpers import Client, running_worker
-
-pytestmark = pytest.mark.integration
+from tests.support.client import Client
+from tests.support.processes import ApiLauncher, RunningApi, WorkerLauncher
+from tests.support.stack import free_port
 
 OUT_OF_RANGE_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
 
@@ -55,7 +54,7 @@ def fields(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def hostile(
-    tmp_path_factory: pytest.TempPathFactory, settings: Settings
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings, running_api: ApiLauncher
 ) -> Iterator[tuple[RunningApi, Client]]:
     with running_api(tmp_path_factory.mktemp("hostile") / "api.log") as api:
         yield api, Client(api.base_url, settings.memstack_bootstrap_api_key)
@@ -246,7 +245,7 @@ def test_a_valid_last_event_id_opens_the_stream(hostile: tuple[RunningApi, Clien
 
 
 @pytest.fixture(scope="module")
-def throttled_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+def throttled_api(tmp_path_factory: pytest.TempPathFactory, running_api: ApiLauncher) -> Iterator[RunningApi]:
     with running_api(
         tmp_path_factory.mktemp("auth-throttle") / "api.log",
         RATE_LIMIT_PER_MINUTE="1000",
@@ -274,7 +273,9 @@ def test_a_random_token_flood_is_throttled_per_address(throttled_api: RunningApi
         assert http.get("/api/v1/projects", headers=elsewhere).status_code == 401
 
 
-def test_a_throttled_address_never_reaches_postgres(tmp_path: Path, settings: Settings) -> None:
+def test_a_throttled_address_never_reaches_postgres(
+    tmp_path: Path, settings: Settings, running_api: ApiLauncher
+) -> None:
     """With PostgreSQL unreachable, a throttled unknown key still gets its 429 (no lookup was tried)."""
     address = documentation_ip()
 
@@ -316,7 +317,7 @@ def test_a_failed_lookup_does_not_write(settings: Settings) -> None:
 FORGED_PATH = "/nowhere%0d%0a2026-01-01 00:00:00.000 INFO FORGED%1b[31m%00%e2%80%ae"
 
 
-def test_text_logs_escape_control_characters_from_paths(tmp_path: Path) -> None:
+def test_text_logs_escape_control_characters_from_paths(tmp_path: Path, running_api: ApiLauncher) -> None:
     log_path = tmp_path / "api.log"
     with running_api(log_path, LOG_FORMAT="text") as api:
         assert httpx.get(api.base_url + FORGED_PATH).status_code == 404
@@ -327,7 +328,7 @@ def test_text_logs_escape_control_characters_from_paths(tmp_path: Path) -> None:
     assert "/nowhere\\r\\n2026-01-01 00:00:00.000 INFO FORGED\\x1b[31m\\x00\\u202e" in text
 
 
-def test_json_logs_stay_one_object_per_line(tmp_path: Path) -> None:
+def test_json_logs_stay_one_object_per_line(tmp_path: Path, running_api: ApiLauncher) -> None:
     log_path = tmp_path / "api.log"
     with running_api(log_path, LOG_FORMAT="json") as api:
         assert httpx.get(api.base_url + FORGED_PATH).status_code == 404
@@ -348,7 +349,7 @@ def test_the_metrics_port_serves_only_metrics(hostile: tuple[RunningApi, Client]
     assert httpx.post(api.metrics_url).status_code == 405
 
 
-def test_the_metrics_bind_address_is_a_setting(tmp_path: Path) -> None:
+def test_the_metrics_bind_address_is_a_setting(tmp_path: Path, running_api: ApiLauncher) -> None:
     """Loopback by default (other local addresses cannot reach it); 0.0.0.0 when asked (a pod)."""
     with running_api(tmp_path / "default.log") as api:
         other_address = api.metrics_url.replace("127.0.0.1", "127.0.0.2")
@@ -359,7 +360,7 @@ def test_the_metrics_bind_address_is_a_setting(tmp_path: Path) -> None:
         assert httpx.get(api.metrics_url.replace("127.0.0.1", "127.0.0.2")).status_code == 200
 
 
-def test_the_worker_metrics_port_serves_only_metrics(tmp_path: Path) -> None:
+def test_the_worker_metrics_port_serves_only_metrics(tmp_path: Path, running_worker: WorkerLauncher) -> None:
     with running_worker(tmp_path / "worker.log") as worker:
         assert httpx.get(worker.metrics_url).status_code == 200
         assert httpx.get(worker.metrics_url.removesuffix("/metrics") + "/anything").status_code == 404

@@ -25,9 +25,7 @@ from service.memory.llm_extractor import (
 )
 from service.settings import Settings
 from service.stores.redis import create_sync_redis
-from tests.integration.conftest import free_port
-
-pytestmark = pytest.mark.integration
+from tests.support.stack import free_port
 
 API_KEY = "sk-test-0123456789-very-secret"
 GOOD = {

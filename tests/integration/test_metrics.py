@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 
-from tests.integration.conftest import RunningApi
-
-
-def find_sample(metrics: str, name: str, **labels: str) -> float | None:
-    """The value of one sample, matched on the given labels (order-insensitive); None if absent."""
-    for line in metrics.splitlines():
-        if line.startswith(name + " ") and not labels:
-            return float(line.rsplit(" ", 1)[1])
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line[line.index("{") : line.rindex("}")]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    value = find_sample(metrics, name, **labels)
-    if value is None:
-        raise KeyError(f"no sample {name}{labels}")
-    return value
+from tests.support.metrics import find_sample, sample
+from tests.support.processes import RunningApi
 
 
 def test_requests_are_counted_by_route_template_and_status(api: RunningApi) -> None:

@@ -16,8 +16,9 @@ import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from service.settings import SECRET_KEYS, Settings
-from tests.integration.conftest import local_environ, running_api
-from tests.integration.pipeline_helpers import Client, running_worker
+from tests.support.client import Client
+from tests.support.processes import ApiLauncher, WorkerLauncher
+from tests.support.stack import local_environ
 
 
 class OtlpCollector:
@@ -66,7 +67,7 @@ def collector() -> Iterator[OtlpCollector]:
 
 
 def test_spans_are_named_by_route_template(
-    collector: OtlpCollector, settings: Settings, tmp_path: Path
+    collector: OtlpCollector, settings: Settings, tmp_path: Path, running_api: ApiLauncher
 ) -> None:
     telemetry = {"ENABLE_TELEMETRY": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
     with running_api(tmp_path / "api.log", **telemetry) as api:
@@ -85,7 +86,9 @@ def test_spans_are_named_by_route_template(
     assert route_span["http.response.status_code"] == 200
 
 
-def test_no_tracing_unless_enable_telemetry(collector: OtlpCollector, tmp_path: Path) -> None:
+def test_no_tracing_unless_enable_telemetry(
+    collector: OtlpCollector, tmp_path: Path, running_api: ApiLauncher
+) -> None:
     # ENABLE_TELEMETRY is the switch (the chart opens the OTLP egress on it): an endpoint alone
     # exports nothing.
     with running_api(tmp_path / "api.log", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url) as api:
@@ -106,7 +109,12 @@ def redis_db_13(settings: Settings) -> Iterator[str]:
 
 
 def test_worker_exports_a_span_per_job_when_telemetry_is_on(
-    collector: OtlpCollector, settings: Settings, tmp_path: Path, redis_db_13: str
+    collector: OtlpCollector,
+    settings: Settings,
+    tmp_path: Path,
+    redis_db_13: str,
+    running_api: ApiLauncher,
+    running_worker: WorkerLauncher,
 ) -> None:
     with running_api(tmp_path / "api.log", REDIS_DB=redis_db_13) as api:
         client = Client(api.base_url, settings.memstack_bootstrap_api_key)
@@ -122,7 +130,9 @@ def test_worker_exports_a_span_per_job_when_telemetry_is_on(
     assert all(name.startswith("job ") for name, _ in collector.spans)
 
 
-def test_json_logs_carry_request_ids_and_never_a_secret(settings: Settings, tmp_path: Path) -> None:
+def test_json_logs_carry_request_ids_and_never_a_secret(
+    settings: Settings, tmp_path: Path, running_api: ApiLauncher
+) -> None:
     log_path = tmp_path / "api.log"
     with running_api(log_path, LOG_FORMAT="json", LOG_LEVEL="DEBUG") as api:
         auth = {

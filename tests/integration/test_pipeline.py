@@ -15,16 +15,10 @@ import psycopg
 import pytest
 
 from service.settings import Settings
-from tests.integration.conftest import RunningApi, running_api, server_ctl
-from tests.integration.pipeline_helpers import (
-    Client,
-    RunningWorker,
-    graph_counts,
-    graph_query,
-    project_graph,
-    running_worker,
-)
-from tests.integration.test_metrics import sample
+from tests.support.client import Client, graph_counts, graph_query, project_graph
+from tests.support.metrics import sample
+from tests.support.processes import ApiLauncher, RunningApi, RunningWorker, WorkerLauncher
+from tests.support.stack import server_ctl
 
 KNOWN_TEXT = 'Alice Smith works at Acme Corp in Berlin. Yesterday Alice met Bob Jones at the "Quantum Lab".'
 KNOWN_ENTITIES = {
@@ -44,7 +38,9 @@ KNOWN_FACTS = {
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorker]:
+def worker(
+    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
+) -> Iterator[RunningWorker]:
     with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
         yield running
 
@@ -237,7 +233,9 @@ def test_revoked_key_stops_working(client: Client, api: RunningApi) -> None:
     assert "key" not in listed[created["api_key"]["id"]]
 
 
-def test_neo4j_outage_retries_and_loses_nothing(settings: Settings, tmp_path: Path) -> None:
+def test_neo4j_outage_retries_and_loses_nothing(
+    settings: Settings, tmp_path: Path, running_api: ApiLauncher, running_worker: WorkerLauncher
+) -> None:
     # A Redis database of its own, so that no other worker takes these jobs.
     with (
         running_api(tmp_path / "api.log", REDIS_DB="9") as api,

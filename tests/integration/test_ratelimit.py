@@ -21,11 +21,9 @@ import redis
 from service.settings import Settings
 from service.stores.ratelimit import KEY_PREFIX, RateLimiter, create_limiter_redis
 from service.stores.redis import create_sync_redis
-from tests.integration.apiproc import running_api
-from tests.integration.conftest import RunningApi, free_port
-from tests.integration.edge_app import ECHO_PATH
-
-pytestmark = pytest.mark.integration
+from tests.integration.edge_app import ECHO_PATH, EDGE_APP
+from tests.support.processes import ApiLauncher, RunningApi
+from tests.support.stack import free_port
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -47,8 +45,8 @@ def new_token() -> str:
 
 
 @pytest.fixture(scope="module")
-def limited_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
-    with running_api(tmp_path_factory.mktemp("ratelimit"), RATE_LIMIT_PER_MINUTE="5") as api:
+def limited_api(tmp_path_factory: pytest.TempPathFactory, running_api: ApiLauncher) -> Iterator[RunningApi]:
+    with running_api(tmp_path_factory.mktemp("ratelimit"), app=EDGE_APP, RATE_LIMIT_PER_MINUTE="5") as api:
         yield api
 
 
@@ -140,14 +138,14 @@ def test_throttled_requests_are_counted_as_429_in_metrics(limited_api: RunningAp
 
 @pytest.mark.parametrize(("trusted", "separate"), [("127.0.0.0/8", True), ("", False)])
 def test_client_ip_from_forwarded_for_only_behind_trusted_proxies(
-    tmp_path: Path, trusted: str, separate: bool
+    tmp_path: Path, trusted: str, separate: bool, running_api: ApiLauncher
 ) -> None:
-    # --no-proxy-headers: uvicorn would otherwise rewrite the peer from X-Forwarded-For itself
-    # for loopback peers; the limiter must decide on its own from TRUSTED_PROXIES.
+    # running_api passes --no-proxy-headers: uvicorn would otherwise rewrite the peer from
+    # X-Forwarded-For itself for loopback peers; the limiter must decide on its own from TRUSTED_PROXIES.
     with (
         running_api(
             tmp_path,
-            extra_args=("--no-proxy-headers",),
+            app=EDGE_APP,
             RATE_LIMIT_PER_MINUTE="3",
             TRUSTED_PROXIES=trusted,
         ) as api,
@@ -193,12 +191,14 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]
 
 
 def test_fails_open_when_redis_goes_away(
-    tmp_path: Path, private_redis: tuple[int, subprocess.Popen[bytes]]
+    tmp_path: Path, private_redis: tuple[int, subprocess.Popen[bytes]], running_api: ApiLauncher
 ) -> None:
     port, server = private_redis
     token = new_token()
     with (
-        running_api(tmp_path, RATE_LIMIT_PER_MINUTE="2", REDIS_PORT=str(port), REDIS_PASSWORD="") as api,
+        running_api(
+            tmp_path, app=EDGE_APP, RATE_LIMIT_PER_MINUTE="2", REDIS_PORT=str(port), REDIS_PASSWORD=""
+        ) as api,
         httpx.Client(base_url=api.base_url, timeout=10) as http,
     ):
         statuses = [http.post(ECHO_PATH, headers=bearer(token)).status_code for _ in range(3)]
@@ -215,13 +215,13 @@ def test_fails_open_when_redis_goes_away(
     assert token not in log
 
 
-def test_two_processes_share_one_limit(tmp_path: Path) -> None:
+def test_two_processes_share_one_limit(tmp_path: Path, running_api: ApiLauncher) -> None:
     """A burst of 2x the limit spread over two API processes: accepted stays within 5% of the limit."""
     limit, burst = 200, 400
     token = new_token()
     with (
-        running_api(tmp_path, RATE_LIMIT_PER_MINUTE=str(limit)) as first,
-        running_api(tmp_path, RATE_LIMIT_PER_MINUTE=str(limit)) as second,
+        running_api(tmp_path, app=EDGE_APP, RATE_LIMIT_PER_MINUTE=str(limit)) as first,
+        running_api(tmp_path, app=EDGE_APP, RATE_LIMIT_PER_MINUTE=str(limit)) as second,
         httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32)) as http,
     ):
         urls = [f"{api.base_url}{ECHO_PATH}" for api in (first, second)]

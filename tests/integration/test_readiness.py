@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import RunningApi, server_ctl, wait_for
+from tests.support.processes import RunningApi
+from tests.support.stack import server_ctl, wait_for
 
 
 def test_health_is_ok(api: RunningApi) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from service.settings import Settings
-from tests.integration.conftest import RunningApi
-from tests.integration.pipeline_helpers import Client, RunningWorker, graph_query, running_worker
+from tests.support.client import Client, graph_query
+from tests.support.processes import RunningApi, RunningWorker, WorkerLauncher
 
 CORPUS = [
     'Alice Smith works at Acme Corp in Berlin. Yesterday Alice met Bob Jones at the "Quantum Lab".',
@@ -35,7 +35,9 @@ class Corpus:
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorker]:
+def worker(
+    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
+) -> Iterator[RunningWorker]:
     with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
         yield running
 

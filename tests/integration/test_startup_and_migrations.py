@@ -15,7 +15,8 @@ import pytest
 
 from service.settings import Settings
 from service.stores.postgres import load_migrations, migrate
-from tests.integration.conftest import REPO, local_environ, running_api, wait_for
+from tests.support.processes import ApiLauncher
+from tests.support.stack import REPO, local_environ, wait_for
 
 
 def test_a_bad_setting_stops_migrate_naming_the_key() -> None:
@@ -102,7 +103,7 @@ def test_migrate_command_twice_is_idempotent(fresh_database: Settings) -> None:
 
 
 def test_ready_accepts_a_newer_schema_and_refuses_an_older_one(
-    fresh_database: Settings, tmp_path: Path
+    fresh_database: Settings, tmp_path: Path, running_api: ApiLauncher
 ) -> None:
     asyncio.run(migrate(fresh_database))
     with psycopg.connect(fresh_database.postgres_conninfo, autocommit=True) as conn:

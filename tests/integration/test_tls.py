@@ -31,10 +31,9 @@ from service.settings import Settings, load_settings
 from service.stores.postgres import create_pool
 from service.stores.ratelimit import create_limiter_redis
 from service.stores.redis import create_async_redis, create_sync_redis
-from tests.integration.conftest import REPO, free_port, local_environ, running_api, wait_for
-from tests.integration.pipeline_helpers import Client, running_worker
-
-pytestmark = pytest.mark.integration
+from tests.support.client import Client
+from tests.support.processes import ApiLauncher, WorkerLauncher
+from tests.support.stack import REPO, free_port, local_environ, wait_for
 
 
 @dataclass(frozen=True)
@@ -330,7 +329,13 @@ def test_redis_refuses_without_the_right_trust_saying_why(tls_redis: Server, pki
 
 
 def test_migrate_api_and_worker_run_over_verified_tls(
-    tls_postgres: Server, tls_redis: Server, pki: Pki, tmp_path: Path, settings: Settings
+    tls_postgres: Server,
+    tls_redis: Server,
+    pki: Pki,
+    tmp_path: Path,
+    settings: Settings,
+    running_api: ApiLauncher,
+    running_worker: WorkerLauncher,
 ) -> None:
     overrides = {**_postgres_overrides(tls_postgres, pki.ca), **_redis_overrides(tls_redis, pki.ca)}
     migrated = subprocess.run(

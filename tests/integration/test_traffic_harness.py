@@ -20,8 +20,6 @@ import redis
 
 from service.memory.extractor import DeterministicExtractor
 from service.settings import Settings
-from tests.integration.conftest import REPO, free_port, local_environ, wait_for
-from tests.integration.pipeline_helpers import project_graph, running_worker
 from tests.node.traffic import (
     EpisodeLoad,
     EventFollower,
@@ -30,8 +28,9 @@ from tests.node.traffic import (
     setup_project,
     verify,
 )
-
-pytestmark = pytest.mark.integration
+from tests.support.client import project_graph
+from tests.support.processes import WorkerLauncher
+from tests.support.stack import REPO, free_port, local_environ, wait_for
 
 REDIS_DB = "12"  # a queue of its own: other suites use 0, 3-6, 9 and 14
 QUEUE_MAX_SIZE = 10
@@ -115,7 +114,11 @@ def test_expected_graph_is_what_the_extractor_makes() -> None:
 
 
 def test_api_restart_mid_run_loses_and_duplicates_nothing(
-    api_on_port: ApiOnFixedPort, redis_db: str, tmp_path: Path, settings: Settings
+    api_on_port: ApiOnFixedPort,
+    redis_db: str,
+    tmp_path: Path,
+    settings: Settings,
+    running_worker: WorkerLauncher,
 ) -> None:
     base = api_on_port.base_url
     api_key, project = setup_project(base, settings.memstack_bootstrap_api_key)
@@ -167,7 +170,11 @@ def test_api_restart_mid_run_loses_and_duplicates_nothing(
 
 
 def test_verify_reports_what_went_missing(
-    api_on_port: ApiOnFixedPort, redis_db: str, tmp_path: Path, settings: Settings
+    api_on_port: ApiOnFixedPort,
+    redis_db: str,
+    tmp_path: Path,
+    settings: Settings,
+    running_worker: WorkerLauncher,
 ) -> None:
     base = api_on_port.base_url
     api_key, project = setup_project(base, settings.memstack_bootstrap_api_key)

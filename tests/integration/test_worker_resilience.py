@@ -19,9 +19,10 @@ import pytest
 import redis
 
 from service.settings import Settings
-from tests.integration.conftest import REPO, RunningApi, free_port, local_environ, running_api
-from tests.integration.pipeline_helpers import Client, graph_counts, running_worker
-from tests.integration.test_metrics import sample
+from tests.support.client import Client, graph_counts
+from tests.support.metrics import sample
+from tests.support.processes import ApiLauncher, RunningApi, WorkerLauncher
+from tests.support.stack import REPO, free_port, local_environ
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def post_bulk(client: Client, project: str, contents: list[str], batch: int = 50
 
 @pytest.mark.parametrize("isolated_db", [3], indirect=True)
 def test_full_queue_answers_503_with_retry_after(
-    isolated_db: str, tmp_path: Path, settings: Settings
+    isolated_db: str, tmp_path: Path, settings: Settings, running_api: ApiLauncher
 ) -> None:
     with running_api(tmp_path / "api.log", REDIS_DB=isolated_db, QUEUE_MAX_SIZE="2") as api:
         client = Client(api.base_url, settings.memstack_bootstrap_api_key)
@@ -81,7 +82,11 @@ def test_full_queue_answers_503_with_retry_after(
 
 @pytest.mark.parametrize("isolated_db", [4], indirect=True)
 def test_sigkill_mid_job_loses_and_duplicates_nothing(
-    isolated_db: str, tmp_path: Path, settings: Settings
+    isolated_db: str,
+    tmp_path: Path,
+    settings: Settings,
+    running_api: ApiLauncher,
+    running_worker: WorkerLauncher,
 ) -> None:
     with running_api(tmp_path / "api.log", REDIS_DB=isolated_db) as api:
         client = Client(api.base_url, settings.memstack_bootstrap_api_key)
@@ -128,7 +133,13 @@ def test_sigkill_mid_job_loses_and_duplicates_nothing(
 
 
 @pytest.mark.parametrize("isolated_db", [5], indirect=True)
-def test_sigterm_finishes_the_job_in_hand(isolated_db: str, tmp_path: Path, settings: Settings) -> None:
+def test_sigterm_finishes_the_job_in_hand(
+    isolated_db: str,
+    tmp_path: Path,
+    settings: Settings,
+    running_api: ApiLauncher,
+    running_worker: WorkerLauncher,
+) -> None:
     with running_api(tmp_path / "api.log", REDIS_DB=isolated_db) as api:
         client = Client(api.base_url, settings.memstack_bootstrap_api_key)
         project = client.create_project()
@@ -150,7 +161,12 @@ def test_sigterm_finishes_the_job_in_hand(isolated_db: str, tmp_path: Path, sett
 
 @pytest.mark.parametrize("isolated_db", [6], indirect=True)
 def test_worker_metrics_and_heartbeat(
-    isolated_db: str, tmp_path: Path, settings: Settings, api: RunningApi
+    isolated_db: str,
+    tmp_path: Path,
+    settings: Settings,
+    api: RunningApi,
+    running_api: ApiLauncher,
+    running_worker: WorkerLauncher,
 ) -> None:
     with running_api(tmp_path / "api.log", REDIS_DB=isolated_db) as own_api:
         client = Client(own_api.base_url, settings.memstack_bootstrap_api_key)
@@ -188,7 +204,9 @@ def test_worker_metrics_and_heartbeat(
 
 
 @pytest.mark.parametrize("isolated_db", [13], indirect=True)
-def test_worker_writes_the_heartbeat_where_the_setting_says(isolated_db: str, tmp_path: Path) -> None:
+def test_worker_writes_the_heartbeat_where_the_setting_says(
+    isolated_db: str, tmp_path: Path, running_worker: WorkerLauncher
+) -> None:
     # The chart sets WORKER_HEARTBEAT_FILE from worker.heartbeatFile; the worker's probes run
     # `memstack healthcheck` in the same environment, so both ends follow the one setting.
     heartbeat = tmp_path / "beats" / "worker.alive"  # a directory the worker creates

@@ -11,11 +11,11 @@ import pytest
 
 from service.settings import load_settings
 from tests.e2e.kube import RELEASE
-from tests.integration.conftest import local_environ
-from tests.integration.pipeline_helpers import project_graph
 from tests.node.node import Node
 from tests.node.release import API, WORKER, NodeRelease
 from tests.node.traffic import EpisodeLoad, EventFollower, expected_graph, setup_project, verify
+from tests.support.client import project_graph
+from tests.support.stack import local_environ
 
 CASES = [("dev", 3), ("staging", 4), ("prod", 3), ("prod", 4)]
 

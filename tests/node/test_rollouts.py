@@ -17,12 +17,12 @@ import pytest
 
 from service.settings import load_settings
 from tests.e2e.kube import RELEASE, wait_until
-from tests.integration.conftest import local_environ
-from tests.integration.pipeline_helpers import graph_counts
 from tests.node.conftest import TRAFFIC_REPORTS
 from tests.node.node import Node, ReadyPods, image_tag
 from tests.node.release import API, MIGRATIONS, WORKER, NodeRelease
 from tests.node.traffic import EpisodeLoad, EventFollower, TrafficReport, setup_project, verify
+from tests.support.client import graph_counts
+from tests.support.stack import local_environ
 
 CASES = [("dev", 4), ("prod", 3)]
 CONFIG_CHANGE = ("--set", "config.rateLimitPerMinute=1234")

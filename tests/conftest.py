@@ -1,0 +1,21 @@
+"""The test suites' shared setup: the fixture plugins and the one marker scheme.
+
+Markers follow the directory: everything under tests/integration is `integration` (it needs
+the real PostgreSQL, Redis and Neo4j servers), so `-m "not integration"` runs what needs none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.support.fixtures"]
+
+_INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(_INTEGRATION):
+            item.add_marker(pytest.mark.integration)
