@@ -9,6 +9,7 @@ a Neo4j or Redis failure midway is `Unavailable` (nothing committed).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ import anyio.to_thread
 import redis.asyncio as aioredis
 from loguru import logger
 from neo4j import AsyncDriver
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
@@ -43,8 +45,20 @@ class ErasureDeps:
     busy_window: timedelta
 
 
-def _busy(what: str) -> Busy:
-    return Busy(f"A worker is processing this {what}'s episodes; retry shortly")
+async def _erase(
+    deps: ErasureDeps, what: str, missing: str, rows: Callable[[AsyncConnection], Awaitable[bool]]
+) -> None:
+    """Run `rows` (delete the rows, clean up everywhere else, commit) on a pooled connection and
+    turn what the stores report into the domain's refusals."""
+    try:
+        async with deps.pool.connection() as conn:
+            found = await rows(conn)
+    except store.InProgress:
+        raise Busy(f"A worker is processing this {what}'s episodes; retry shortly") from None
+    except _OUTAGES as exc:
+        raise Unavailable(ERASURE_UNAVAILABLE) from exc
+    if not found:
+        raise NotFound(missing)
 
 
 async def delete_episode(deps: ErasureDeps, project_id: uuid.UUID, episode_id: uuid.UUID) -> None:
@@ -53,15 +67,10 @@ async def delete_episode(deps: ErasureDeps, project_id: uuid.UUID, episode_id: u
     async def graph() -> None:
         await store.delete_episode_graph(deps.graph, deps.graph_database, str(project_id), str(episode_id))
 
-    try:
-        async with deps.pool.connection() as conn:
-            found = await store.delete_episode_rows(conn, project_id, episode_id, deps.busy_window, graph)
-    except store.InProgress:
-        raise _busy("episode") from None
-    except _OUTAGES as exc:
-        raise Unavailable(ERASURE_UNAVAILABLE) from exc
-    if not found:
-        raise NotFound(f"No episode {episode_id}")
+    def rows(conn: AsyncConnection) -> Awaitable[bool]:
+        return store.delete_episode_rows(conn, project_id, episode_id, deps.busy_window, graph)
+
+    await _erase(deps, "episode", f"No episode {episode_id}", rows)
 
 
 def _erase_redis_blocking(deps: ErasureDeps, project_id: str, job_ids: list[str]) -> None:
@@ -79,14 +88,7 @@ async def erase_project(deps: ErasureDeps, tenant_id: uuid.UUID, project_id: uui
         await anyio.to_thread.run_sync(_erase_redis_blocking, deps, str(project_id), job_ids)
         logger.info("erased project {project}: {n} graph items", project=project_id, n=removed)
 
-    try:
-        async with deps.pool.connection() as conn:
-            found = await store.erase_project_rows(
-                conn, tenant_id, project_id, deps.busy_window, everything_else
-            )
-    except store.InProgress:
-        raise _busy("project") from None
-    except _OUTAGES as exc:
-        raise Unavailable(ERASURE_UNAVAILABLE) from exc
-    if not found:
-        raise NotFound(f"No project {project_id}")
+    def rows(conn: AsyncConnection) -> Awaitable[bool]:
+        return store.erase_project_rows(conn, tenant_id, project_id, deps.busy_window, everything_else)
+
+    await _erase(deps, "project", f"No project {project_id}", rows)

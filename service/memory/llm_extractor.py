@@ -33,13 +33,7 @@ import redis
 from loguru import logger
 from msgspec import Meta
 
-from service.memory.extraction import (
-    ExtractedEntity,
-    ExtractedFact,
-    Extraction,
-    ExtractionError,
-    entity_key,
-)
+from service.memory.extraction import ExtractedEntity, ExtractedFact, Extraction, ExtractionError, entity_key
 from service.settings import Settings
 
 PROMPT_VERSION = "1"
