@@ -8,28 +8,26 @@
 #                           rules through promtool, checkov, hadolint, shellcheck, README freshness)
 # Exits non-zero on any failure.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
-cache="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_PREFIX=chart-test
 started=$(date +%s)
 
-log() { printf '[chart-test] %s\n' "$*" >&2; }
-
-tools_bin="$(bash "$here/install-tools.sh")"
-crds_dir="$(bash "$here/crds.sh")"
+tools_bin="$(bash "$REPO_ROOT/ci/install-tools.sh")"
+crds_dir="$(bash "$REPO_ROOT/ci/crds.sh")"
 log "tools: $tools_bin"
 log "CRDs:  $crds_dir"
 
-cd "$repo"
+cd "$REPO_ROOT"
 status=0
 # The tools venv (not the app venv) runs the chart tests: it has jsonschema, PyYAML and msgspec
 # (service.settings is imported to check the ConfigMap/Secret keys against Settings).
 MEMSTACK_CHART_TEST=1 \
 MEMSTACK_TOOLS_BIN="$tools_bin" \
 MEMSTACK_CRDS_DIR="$crds_dir" \
-PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" \
+PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" \
 PYTHONDONTWRITEBYTECODE=1 \
-  "$cache/tools-venv/bin/python" -m pytest tests/chart \
+  "$CACHE_DIR/tools-venv/bin/python" -m pytest tests/chart \
     --confcutdir=tests/chart -p no:cacheprovider -q "$@" || status=$?
 
 log "finished in $(( $(date +%s) - started ))s (exit $status)"

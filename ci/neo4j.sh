@@ -17,16 +17,16 @@
 #   JAVA                   java on PATH
 set -euo pipefail
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-PROJECT_DIR="$SCRIPT_DIR/neo4j"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_PREFIX=neo4j
+PROJECT_DIR="$REPO_ROOT/ci/neo4j"
 MAIN_CLASS="memstack.LocalNeo4j"
 
 BOLT_HOST="127.0.0.1"
 BOLT_PORT="${NEO4J_BOLT_PORT:-7687}"
 PASSWORD="${NEO4J_PASSWORD:-memstack-dev-password}"
-STATE_DIR="$(realpath -m "${MEMSTACK_STATE_DIR:-$REPO_ROOT/.state}")"
-CACHE_ROOT="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
+STATE_DIR="$(realpath -m "$STATE_DIR")"
 START_TIMEOUT="${NEO4J_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${NEO4J_STOP_TIMEOUT:-60}"
 HEAP="${NEO4J_HEAP:-1g}"
@@ -37,9 +37,6 @@ read -r -a EXTRA_JAVA_OPTS <<<"${NEO4J_JAVA_OPTS:-}"
 DATA_DIR="$STATE_DIR/neo4j"
 PID_FILE="$STATE_DIR/neo4j.pid"
 LOG_FILE="$STATE_DIR/neo4j.log"
-
-log() { printf 'neo4j.sh: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 neo4j_version() {
     local v
@@ -55,7 +52,7 @@ source_hash() {
 }
 
 VERSION="$(neo4j_version)"
-INSTALL_DIR="$CACHE_ROOT/neo4j-$VERSION"
+INSTALL_DIR="$CACHE_DIR/neo4j-$VERSION"
 
 LIB_DIR=""  # set by install: $INSTALL_DIR/<source hash>/lib
 

@@ -176,3 +176,9 @@
 {{- fail (printf "config.enableMetrics=false serves no metrics, but %s: nothing would be scraped and MemStackApiDown/MemStackWorkerDown would page on a healthy release. Set serviceMonitor.enabled=false and prometheusRule.enabled=false too, or keep config.enableMetrics=true" (ternary "serviceMonitor.enabled=true" "prometheusRule.enabled=true" $v.serviceMonitor.enabled)) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* neo4j.uri: a scheme the service accepts, a host (DNS name, IPv4 or [IPv6]), an optional
+     port, and optionally a path or query (routing context). Kept equal to the schema's pattern. */}}
+{{- define "memstack.neo4jUriPattern" -}}
+^(bolt|neo4j)(\+s|\+ssc)?://([A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?].*)?$
+{{- end -}}

@@ -87,7 +87,7 @@ def test_neo4j_uri_accepts_every_scheme_of_the_service(helm: str, scheme: str, a
 
 def test_neo4j_uri_pattern_is_the_same_in_schema_and_chart() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
-    helpers = (CHART / "templates" / "_helpers.tpl").read_text(encoding="utf-8")
+    helpers = (CHART / "templates" / "_validate.tpl").read_text(encoding="utf-8")
     match = re.search(r'define "memstack\.neo4jUriPattern" -}}\n(.*)\n', helpers)
     assert match is not None
     assert schema["properties"]["neo4j"]["properties"]["uri"]["pattern"] == match.group(1)
