@@ -102,7 +102,6 @@ class PodTraffic:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     _urls: list[str] = field(default_factory=list)
-    sent: int = 0
 
     def _refresh(self) -> None:
         while not self.stop.is_set():
@@ -129,7 +128,6 @@ class PodTraffic:
                         )
                     else:
                         client.get(f"{base}/api/v1/projects/{self.project}")
-                    self.sent += 1
                 except httpx.HTTPError:
                     self.stop.wait(0.2)
 
