@@ -12,8 +12,15 @@ bash ci/install-python.sh
 ensure_servers
 .venv/bin/memstack migrate
 
-for bench in tests/bench/*.py; do
-  case "$(basename "$bench")" in __init__.py) continue ;; esac
-  log "$bench"
-  .venv/bin/python -m "tests.bench.$(basename "$bench" .py)" "$@"
+# Each module prints its rows and appends them to the report; the whole table comes last.
+# BENCH=<module> runs one of them alone.
+read -r -a BENCHES <<<"${BENCH:-accept_path pipeline_throughput sse_fanout search_latency}"
+report="$(mktemp)"
+trap 'rm -f "$report"' EXIT
+export MEMSTACK_BENCH_REPORT="$report"
+for bench in "${BENCHES[@]}"; do
+  log "tests/bench/$bench.py"
+  .venv/bin/python -m "tests.bench.$bench"
 done
+log "all targets"
+.venv/bin/python -m tests.bench.report "$report"
