@@ -16,7 +16,7 @@ ensure_servers
 # BENCH=<module> runs one of them alone.
 read -r -a BENCHES <<<"${BENCH:-accept_path pipeline_throughput sse_fanout search_latency}"
 report="$(mktemp)"
-trap 'rm -f "$report"' EXIT
+trap 'rm -f "$report"; stop_started_servers' EXIT
 export MEMSTACK_BENCH_REPORT="$report"
 for bench in "${BENCHES[@]}"; do
   log "tests/bench/$bench.py"
