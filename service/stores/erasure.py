@@ -26,13 +26,29 @@ GRAPH_BATCH = 1000
 # Per graph transaction; past it the erasure gives up (nothing committed in PostgreSQL).
 RETRY_SECONDS = 5.0
 
-# Facts the episode supported: drop its id; delete those it alone supported.
+# Facts the episode stated, through its own STATES relationships (so the work is what the
+# episode stated, not the project's facts): one less supporter each; a fact left without
+# any is deleted. The fact is found through the `relates_uid` index, never by walking a hub.
 _EPISODE_FACTS: LiteralString = """
-MATCH ()-[r:RELATES_TO]->()
-WHERE r.project_id = $project_id AND $episode_id IN r.episodes
-WITH r, [x IN r.episodes WHERE x <> $episode_id] AS rest
-CALL (r, rest) { WITH r, rest WHERE size(rest) = 0 DELETE r }
-CALL (r, rest) { WITH r, rest WHERE size(rest) > 0 SET r.episodes = rest }
+MATCH (ep:Episode {id: $episode_id})-[s:STATES]->()
+WHERE ep.project_id = $project_id
+WITH s, s.fact AS uid
+DELETE s
+WITH DISTINCT uid
+MATCH ()-[r:RELATES_TO {uid: uid}]->()
+WHERE r.project_id = $project_id
+SET r.support = r.support - 1
+WITH r WHERE r.support <= 0
+WITH r, startNode(r) AS a, endNode(r) AS b
+SET a.degree = a.degree - 1, b.degree = b.degree - 1
+DELETE r
+WITH count(*) AS deleted
+CALL (deleted) {
+  WITH deleted WHERE deleted > 0
+  MERGE (t:GraphTotals {key: $project_id + ':0'})
+    ON CREATE SET t.project_id = $project_id, t.entities = 0, t.facts = 0
+  SET t.facts = t.facts - deleted
+}
 """
 # Entities no other episode mentions and no remaining fact touches; then the episode node.
 _EPISODE_NODES: LiteralString = """
@@ -44,6 +60,13 @@ WHERE NOT EXISTS { MATCH (other:Episode)-[:MENTIONS]->(n) WHERE other <> ep }
 WITH ep, collect(n) AS orphans
 FOREACH (n IN orphans | DETACH DELETE n)
 DETACH DELETE ep
+WITH size(orphans) AS deleted
+CALL (deleted) {
+  WITH deleted WHERE deleted > 0
+  MERGE (t:GraphTotals {key: $project_id + ':0'})
+    ON CREATE SET t.project_id = $project_id, t.entities = 0, t.facts = 0
+  SET t.entities = t.entities - deleted
+}
 """
 # One batch of a project's nodes (with their relationships); returns how many were deleted.
 _PROJECT_BATCH: dict[str, LiteralString] = {
@@ -58,6 +81,11 @@ WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted
     "RELATES_TO": """
 MATCH ()-[r:RELATES_TO]->() WHERE r.project_id = $project_id
 WITH r LIMIT $batch DELETE r RETURN count(*) AS deleted
+""",
+    # Bookkeeping, not counted in what was erased.
+    "GraphTotals": """
+MATCH (n:GraphTotals) WHERE n.project_id = $project_id
+DELETE n WITH count(*) AS _ RETURN 0 AS deleted
 """,
 }
 

@@ -3,7 +3,7 @@ idempotent graph schema (constraints and indexes)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, LiteralString
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, Driver, GraphDatabase, TrustCustomCAs
 
@@ -19,6 +19,55 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX relates_project IF NOT EXISTS FOR ()-[r:RELATES_TO]-() ON (r.project_id)",
     "CREATE FULLTEXT INDEX entity_text IF NOT EXISTS FOR (e:Entity) ON EACH [e.name, e.summary]",
     "CREATE FULLTEXT INDEX fact_text IF NOT EXISTS FOR ()-[r:RELATES_TO]-() ON EACH [r.fact, r.name]",
+    # The export's ordering: a project's entities by degree, read in index order.
+    "CREATE INDEX entity_project_degree IF NOT EXISTS FOR (e:Entity) ON (e.project_id, e.degree)",
+    # A project's entity and fact counts, in a few counter nodes (see graph_writes).
+    "CREATE CONSTRAINT graph_totals_key IF NOT EXISTS FOR (t:GraphTotals) REQUIRE t.key IS UNIQUE",
+    "CREATE INDEX graph_totals_project IF NOT EXISTS FOR (t:GraphTotals) ON (t.project_id)",
+)
+
+# Data written before a fact's supporters moved to (:Episode)-[:STATES]->: each fact's
+# `episodes` list becomes STATES relationships and a `support` count, and the list goes;
+# entities get their `degree`; both are added to their project's totals (shard 0) in the
+# transaction that converts them, so each is counted once (an entity without a degree yet
+# gets it counted from its facts; one that has it gains the converted fact). Batched
+# (auto-commit transactions) and idempotent: a rerun finds nothing left to do, and one
+# interrupted midway resumes where it stopped. An id in
+# a list whose Episode node no longer exists cannot be deleted through the API any more, so
+# it is dropped (it counted for nothing the erasure could reach).
+BACKFILL_STATEMENTS: tuple[LiteralString, ...] = (
+    """
+MATCH ()-[r:RELATES_TO]->() WHERE r.episodes IS NOT NULL
+CALL (r) {
+  WITH r, startNode(r) AS a
+  CALL (r, a) {
+    UNWIND r.episodes AS episode_id
+    MATCH (ep:Episode {id: episode_id})
+    MERGE (ep)-[s:STATES {fact: r.uid}]->(a)
+      ON CREATE SET s.project_id = r.project_id, s.fresh = true
+    WITH s, s.fresh IS NOT NULL AS fresh
+    REMOVE s.fresh
+    RETURN count(CASE WHEN fresh THEN 1 END) AS added
+  }
+  WITH r, added, r.support IS NULL AS uncounted
+  SET r.support = coalesce(r.support, 0) + added
+  REMOVE r.episodes
+  WITH r, startNode(r) AS a, endNode(r) AS b WHERE uncounted
+  SET a.degree = a.degree + 1, b.degree = b.degree + 1
+  MERGE (t:GraphTotals {key: r.project_id + ':0'})
+    ON CREATE SET t.project_id = r.project_id, t.entities = 0, t.facts = 0
+  SET t.facts = t.facts + 1
+} IN TRANSACTIONS OF 500 ROWS
+""",
+    """
+MATCH (e:Entity) WHERE e.degree IS NULL
+CALL (e) {
+  SET e.degree = COUNT { (e)-[:RELATES_TO]-() }
+  MERGE (t:GraphTotals {key: e.project_id + ':0'})
+    ON CREATE SET t.project_id = e.project_id, t.entities = 0, t.facts = 0
+  SET t.entities = t.entities + 1
+} IN TRANSACTIONS OF 2000 ROWS
+""",
 )
 
 
@@ -66,5 +115,14 @@ def create_worker_driver(settings: Settings) -> Driver:
 
 
 async def ensure_graph_schema(driver: AsyncDriver, database: str) -> None:
+    """Constraints and indexes, then the backfill of data older than them (`memstack migrate`)."""
     for statement in SCHEMA_STATEMENTS:
         await driver.execute_query(statement, database_=database)
+    await backfill_graph(driver, database)
+
+
+async def backfill_graph(driver: AsyncDriver, database: str) -> None:
+    # CALL { } IN TRANSACTIONS needs an auto-commit transaction (session.run), not a managed one.
+    async with driver.session(database=database) as session:
+        for statement in BACKFILL_STATEMENTS:
+            await (await session.run(statement)).consume()

@@ -50,33 +50,49 @@ RETURN seed, n {.uid, .key, .name, .type, .summary} AS neighbour,
        r {.uid, .name, .fact, .valid_at, .invalid_at} AS rel,
        a {.uid, .key, .name, .type} AS source, b {.uid, .key, .name, .type} AS target
 """
+# Every expansion has its own LIMIT before the next one, so a hub with 10,000 facts is never
+# walked whole: at most `$scan` relationships of the entity for ring 1, `$scan` of each ring-1
+# neighbour for ring 2, and `$scan` of each member for the facts among them (a fact between
+# two members is found from either end, so only one between two members that both have more
+# than `$scan` facts can be missed).
 _ENTITY: LiteralString = """
 MATCH (e:Entity {uid: $uid})
 WHERE e.project_id = $project_id
 CALL (e) {
-  MATCH (e)-[:RELATES_TO]-(n:Entity) WHERE n <> e AND n.project_id = $project_id
-  WITH DISTINCT n LIMIT $limit
+  MATCH (e)-[:RELATES_TO]-(n:Entity)
+  WITH n LIMIT $scan
+  WITH DISTINCT n WHERE n <> e AND n.project_id = $project_id
+  WITH n LIMIT $limit
   RETURN collect(n) AS ring1
 }
 CALL (e, ring1) {
   UNWIND CASE WHEN $depth >= 2 THEN ring1 ELSE [] END AS n1
-  MATCH (n1)-[:RELATES_TO]-(n2:Entity)
-  WHERE n2 <> e AND NOT n2 IN ring1 AND n2.project_id = $project_id
-  WITH DISTINCT n2 LIMIT $limit
+  CALL (n1) {
+    MATCH (n1)-[:RELATES_TO]-(n2:Entity)
+    RETURN n2 LIMIT $scan
+  }
+  WITH DISTINCT n2 WHERE n2 <> e AND NOT n2 IN ring1 AND n2.project_id = $project_id
+  WITH n2 LIMIT $limit
   RETURN collect(n2) AS ring2
 }
 WITH e, ring1, ring2[..($limit - size(ring1))] AS ring2, size(ring2) > $limit - size(ring1) AS cut
 WITH e, ring1, ring2, cut, [e] + ring1 + ring2 AS members
 CALL (members) {
   UNWIND members AS x
-  MATCH (x)-[r:RELATES_TO]->(y:Entity) WHERE y IN members
-  WITH r, x, y LIMIT $max_facts
+  CALL (x) {
+    MATCH (x)-[r:RELATES_TO]-(:Entity)
+    RETURN r LIMIT $scan
+  }
+  WITH DISTINCT r, startNode(r) AS a, endNode(r) AS b
+  WHERE a IN members AND b IN members
+  WITH r, a, b LIMIT $max_facts
   RETURN collect({uid: r.uid, name: r.name, fact: r.fact, valid_at: r.valid_at, invalid_at: r.invalid_at,
-                  source: x.uid, target: y.uid}) AS facts
+                  source: a.uid, target: b.uid}) AS facts
 }
 CALL (e) {
   MATCH (ep:Episode)-[:MENTIONS]->(e)
-  WITH ep.id AS id ORDER BY id LIMIT $max_episodes
+  WITH ep LIMIT $max_episodes
+  WITH ep.id AS id ORDER BY id
   RETURN collect(id) AS episodes
 }
 RETURN e {.uid, .key, .name, .type, .summary} AS entity, episodes,
@@ -84,24 +100,32 @@ RETURN e {.uid, .key, .name, .type, .summary} AS entity, episodes,
        + [n IN ring2 | n {.uid, .key, .name, .type, .summary, distance: 2}] AS neighbours,
        facts, cut OR size(ring1) >= $limit AS truncated
 """
+# The best-connected entities straight from the (project_id, degree) index, in its order;
+# the facts among them are looked for in the first `$scan` outgoing facts of each.
 _EXPORT_NODES: LiteralString = """
 MATCH (e:Entity)
-WHERE e.project_id = $project_id
-WITH e, COUNT { (e)-[:RELATES_TO]-() } AS degree
-ORDER BY degree DESC, e.uid
-WITH collect(e {.uid, .key, .name, .type, degree: degree}) AS ranked
-RETURN ranked[..$limit] AS nodes, size(ranked) AS total
+WHERE e.project_id = $project_id AND e.degree >= 0
+WITH e ORDER BY e.project_id DESC, e.degree DESC, e.uid LIMIT $limit
+RETURN e {.uid, .key, .name, .type, .degree} AS node
 """
 _EXPORT_EDGES: LiteralString = """
 UNWIND $uids AS uid
-MATCH (a:Entity {uid: uid})-[r:RELATES_TO]->(b:Entity)
-WHERE b.uid IN $uids AND r.project_id = $project_id
+MATCH (a:Entity {uid: uid})
+CALL (a) {
+  MATCH (a)-[r:RELATES_TO]->(b:Entity)
+  RETURN r, b LIMIT $scan
+}
+WITH r, a, b WHERE b.uid IN $uids AND r.project_id = $project_id
 WITH r, a, b ORDER BY r.uid LIMIT $max_edges
 RETURN r.uid AS uid, r.name AS name, r.fact AS fact, a.uid AS source, b.uid AS target
 """
-_COUNT_EDGES: LiteralString = """
-MATCH ()-[r:RELATES_TO]->() WHERE r.project_id = $project_id RETURN count(r) AS total
+_TOTALS: LiteralString = """
+OPTIONAL MATCH (t:GraphTotals) WHERE t.project_id = $project_id
+RETURN coalesce(sum(t.entities), 0) AS entities, coalesce(sum(t.facts), 0) AS facts
 """
+# How many relationships of one node the entity read and the export look at, per node.
+SCAN_PER_NODE = 1000
+EXPORT_SCAN_PER_NODE = 50
 
 
 def entity_id(key: str) -> str:
@@ -159,23 +183,29 @@ class GraphReader:
             uid=entity_uid(project_id, key),
             depth=depth,
             limit=limit,
+            scan=max(SCAN_PER_NODE, 4 * limit),
             max_facts=max_facts,
             max_episodes=max_episodes,
         )
         return rows[0] if rows else None
 
     async def export(self, project_id: str, limit: int, max_edges: int) -> dict[str, Any]:
-        nodes_row = (await self._read(_EXPORT_NODES, project_id=project_id, limit=limit))[0]
-        nodes: list[dict[str, Any]] = nodes_row["nodes"]
+        nodes = [row["node"] for row in await self._read(_EXPORT_NODES, project_id=project_id, limit=limit)]
         edges = await self._read(
-            _EXPORT_EDGES, project_id=project_id, uids=[n["uid"] for n in nodes], max_edges=max_edges + 1
+            _EXPORT_EDGES,
+            project_id=project_id,
+            uids=[n["uid"] for n in nodes],
+            scan=EXPORT_SCAN_PER_NODE,
+            max_edges=max_edges + 1,
         )
-        total_edges = (await self._read(_COUNT_EDGES, project_id=project_id))[0]["total"]
+        totals = (await self._read(_TOTALS, project_id=project_id))[0]
+        total_nodes, total_edges = int(totals["entities"]), int(totals["facts"])
+        # Each node's facts were looked at up to a cap: past it some edge may have been missed.
+        capped = any(int(n["degree"]) > EXPORT_SCAN_PER_NODE for n in nodes)
         return {
             "nodes": nodes,
             "edges": edges[:max_edges],
-            "total_nodes": int(nodes_row["total"]),
-            "total_edges": int(total_edges),
-            "truncated": int(nodes_row["total"]) > len(nodes)
-            or int(total_edges) > min(len(edges), max_edges),
+            "total_nodes": total_nodes,
+            "total_edges": total_edges,
+            "truncated": total_nodes > len(nodes) or total_edges > min(len(edges), max_edges) or capped,
         }

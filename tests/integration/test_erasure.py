@@ -56,11 +56,15 @@ def post(client: Client, project: str, text: str) -> str:
 
 
 def facts(settings: Settings, project: str) -> dict[str, list[str]]:
+    """Each fact's supporting episodes (their STATES relationships), checked against its count."""
     rows = graph_query(
         settings,
-        "MATCH ()-[r:RELATES_TO {project_id: $p}]->() RETURN r.name AS name, r.episodes AS episodes",
+        "MATCH ()-[r:RELATES_TO {project_id: $p}]->()"
+        " CALL (r) { MATCH (ep:Episode)-[:STATES {fact: r.uid}]->() RETURN collect(ep.id) AS episodes }"
+        " RETURN r.name AS name, r.support AS support, episodes",
         p=project,
     )
+    assert all(row["support"] == len(row["episodes"]) for row in rows), rows
     return {row["name"]: sorted(row["episodes"]) for row in rows}
 
 
