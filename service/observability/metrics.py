@@ -49,6 +49,9 @@ class ApiMetrics:
         self.sse_active = Gauge("sse_connections_active", "Open Server-Sent Events streams.", registry=r)
         self.sse_sent = Counter("sse_messages_sent", "Server-Sent Events messages written.", registry=r)
         self.sse_errors = Counter("sse_errors", "Server-Sent Events streams ended by an error.", registry=r)
+        self.sse_readers = Gauge(
+            "sse_readers_active", "Event stream readers (one per project with open streams).", registry=r
+        )
         self.dependency_up = Gauge(
             "memstack_dependency_up",
             "1 when the dependency answered the last readiness check.",

@@ -77,3 +77,14 @@ async def last_event_id(connection: aioredis.Redis, project_id: uuid.UUID) -> st
         "list[tuple[bytes, dict[bytes, bytes]]]", await connection.xrevrange(stream_key(project_id), count=1)
     )
     return newest[0][0].decode() if newest else "0-0"
+
+
+async def read_range(
+    connection: aioredis.Redis, project_id: uuid.UUID, after: str, until: str, count: int
+) -> list[tuple[str, bytes]]:
+    """Up to `count` entries with ids in (after, until], oldest first."""
+    items = cast(
+        "list[tuple[bytes, dict[bytes, bytes]]]",
+        await connection.xrange(stream_key(project_id), min=f"({after}", max=until, count=count),
+    )
+    return [(entry_id.decode(), fields[b"data"]) for entry_id, fields in items]
