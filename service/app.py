@@ -50,6 +50,7 @@ DEPENDENCIES = {
     "pool": _view(lambda r: r.pool),
     "redis": _view(lambda r: r.redis),
     "metrics": _view(lambda r: r.metrics),
+    "event_hub": _view(lambda r: r.event_hub),
     "key_cache": _view(lambda r: r.key_cache),
     "auth": _view(lambda r: r.auth),
     "intake": _view(lambda r: r.intake),

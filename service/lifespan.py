@@ -11,6 +11,7 @@ from loguru import logger
 from opentelemetry.sdk.trace import TracerProvider
 
 from service.api.auth_throttle import AuthThrottle
+from service.api.events import create_event_hub
 from service.auth.cache import KeyCache
 from service.observability.metrics import ApiMetrics, MetricsServer
 from service.readiness import watch_dependencies
@@ -38,8 +39,19 @@ def lifespan_for(
         queue_connection = create_sync_redis(settings)
         queue = IngestQueue(settings, queue_connection)
         auth_throttle = AuthThrottle(settings)
+        event_hub = create_event_hub(redis)
+        metrics.sse_readers.set_function(event_hub.reader_count)
         resources = Resources(
-            settings, metrics, pool, graph, redis, queue_connection, queue, KeyCache(), auth_throttle
+            settings,
+            metrics,
+            pool,
+            graph,
+            redis,
+            queue_connection,
+            queue,
+            KeyCache(),
+            auth_throttle,
+            event_hub=event_hub,
         )
         app.state.resources = resources
         logger.info(
@@ -53,6 +65,7 @@ def lifespan_for(
             yield
         finally:
             watcher.cancel()
+            await event_hub.aclose()
             await redis.aclose()
             await auth_throttle.aclose()
             queue_connection.close()

@@ -23,6 +23,7 @@ from service.memory.erasure import ErasureDeps
 from service.observability.metrics import ApiMetrics
 from service.readiness import ReadinessDeps
 from service.settings import Settings
+from service.stores.event_hub import EventHub
 from service.stores.graph_reads import GraphReader
 from service.stores.queue import IngestQueue
 
@@ -39,6 +40,8 @@ class Resources:
     queue: IngestQueue
     key_cache: KeyCache
     auth_throttle: AuthThrottle
+    event_hub: EventHub
+    """One reader per project fanning its event stream out to every SSE client of this process."""
 
     @property
     def auth(self) -> AuthDeps:

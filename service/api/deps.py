@@ -18,12 +18,14 @@ from service.memory.accept import IntakeDeps
 from service.memory.erasure import ErasureDeps
 from service.observability.metrics import ApiMetrics
 from service.readiness import ReadinessDeps
+from service.stores.event_hub import EventHub
 from service.stores.graph_reads import GraphReader
 
 Caller: TypeAlias = NamedDependency[Principal]  # as `principal`
 Pool: TypeAlias = NamedDependency[AsyncConnectionPool]  # as `pool`
 Redis: TypeAlias = NamedDependency[aioredis.Redis]  # as `redis`
 Metrics: TypeAlias = NamedDependency[ApiMetrics]  # as `metrics`
+Events: TypeAlias = NamedDependency[EventHub]  # as `event_hub`
 Keys: TypeAlias = NamedDependency[KeyCache]  # as `key_cache`
 Intake: TypeAlias = NamedDependency[IntakeDeps]  # as `intake`
 Erasure: TypeAlias = NamedDependency[ErasureDeps]  # as `erasure`

@@ -1,4 +1,7 @@
-"""Server-Sent Events of episode status changes, resumable with Last-Event-ID."""
+"""Server-Sent Events of episode status changes, resumable with Last-Event-ID.
+
+Every stream of a project is fed by the process's one reader of that project
+(`service.stores.event_hub`); this module owns the wire format and the metrics."""
 
 from __future__ import annotations
 
@@ -11,14 +14,14 @@ import redis.asyncio as aioredis
 from litestar import Controller, get
 from litestar.exceptions import ClientException
 from litestar.params import FromPath, HeaderParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage, Stream
 from loguru import logger
 from redis.exceptions import RedisError
 
-from service.api.deps import Caller, Metrics, Pool, Redis
+from service.api.deps import Caller, Events, Metrics, Pool
 from service.api.projects import project_of
 from service.observability.metrics import ApiMetrics
-from service.stores.events import last_event_id, read_events
+from service.stores.event_hub import CutOff, EventHub, HubClosed
 
 # Well under common proxy read timeouts (ingress-nginx defaults to 60 s).
 HEARTBEAT_SECONDS = 15
@@ -48,28 +51,46 @@ def resume_point(header: str | None) -> str | None:
     return f"{int(match[1])}-{int(match[2])}"
 
 
+def sse_event(entry_id: str, data: bytes) -> bytes:
+    """One stream entry as an SSE message: encoded once per entry by the hub, shared by every client."""
+    return ServerSentEventMessage(id=entry_id, event="episode.status", data=data.decode()).encode()
+
+
+CONNECTED = ServerSentEventMessage(data=None, comment="connected", retry=RECONNECT_MILLISECONDS).encode()
+HEARTBEAT = ServerSentEventMessage(data=None, comment="heartbeat").encode()
+SSE_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache", "Connection": "keep-alive"}
+
+
+def create_event_hub(redis: aioredis.Redis) -> EventHub:
+    """The process's fan-out (opened by the lifespan): a reader per project, heartbeats every 15 s."""
+    return EventHub(redis, encode=sse_event, heartbeat=HEARTBEAT, block_ms=HEARTBEAT_SECONDS * 1000)
+
+
 async def _status_stream(
-    redis: aioredis.Redis, metrics: ApiMetrics, project_id: uuid.UUID, resume_after: str | None
-) -> AsyncIterator[ServerSentEventMessage]:
+    hub: EventHub, metrics: ApiMetrics, project_id: uuid.UUID, resume_after: str | None
+) -> AsyncIterator[bytes]:
     metrics.sse_active.inc()
     try:
-        # Resolve "from now" to a concrete id once, so nothing slips between two reads.
-        last = resume_after or await last_event_id(redis, project_id)
-        yield ServerSentEventMessage(data=None, comment="connected", retry=RECONNECT_MILLISECONDS)
-        while True:
-            entries = await read_events(redis, project_id, last, block_ms=HEARTBEAT_SECONDS * 1000)
-            if not entries:
-                yield ServerSentEventMessage(data=None, comment="heartbeat")
-                continue
-            for entry_id, data in entries:
-                last = entry_id
-                yield ServerSentEventMessage(id=entry_id, event="episode.status", data=data.decode())
-                metrics.sse_sent.inc()
+        # Joining resolves "from now" to a concrete id, so nothing slips between "connected" and the events.
+        async with hub.subscribe(project_id, resume_after) as subscription:
+            yield CONNECTED
+            async for chunk, count in subscription.chunks():
+                yield chunk
+                if count:
+                    metrics.sse_sent.inc(count)
     except RedisError as exc:
         metrics.sse_errors.inc()
         logger.warning(
             "event stream for {project} ended: {error}", project=project_id, error=type(exc).__name__
         )
+    except CutOff:
+        # Its backlog is already freed; the client resumes with the last id it received.
+        metrics.sse_errors.inc()
+        logger.warning(
+            "event stream for {project} cut off: the client fell too far behind", project=project_id
+        )
+    except HubClosed:
+        pass
     finally:
         metrics.sse_active.dec()
 
@@ -80,6 +101,7 @@ class EventController(Controller):
 
     @get(
         "/",
+        media_type="text/event-stream",
         summary="Server-Sent Events of episode status changes",
         description="Each event has the stream id as `id`; reconnect with `Last-Event-ID` to resume without "
         f"loss or repeats. A heartbeat comment is sent every {HEARTBEAT_SECONDS} s.",
@@ -89,7 +111,7 @@ class EventController(Controller):
         project_id: FromPath[uuid.UUID],
         principal: Caller,
         pool: Pool,
-        redis: Redis,
+        event_hub: Events,
         metrics: Metrics,
         last_event_id_header: Annotated[
             str | None,
@@ -98,10 +120,11 @@ class EventController(Controller):
                 description="Resume after this event id; an id this stream never sent is a 400.",
             ),
         ] = None,
-    ) -> ServerSentEvent:
+    ) -> Stream:
         resume = resume_point(last_event_id_header)
         await project_of(pool, principal, project_id)
-        return ServerSentEvent(
-            _status_stream(redis, metrics, project_id, resume),
-            headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+        return Stream(
+            _status_stream(event_hub, metrics, project_id, resume),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
         )
