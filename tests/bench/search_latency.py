@@ -325,12 +325,12 @@ def measure(
             ),
         ]
         rows += popular_fact(driver, settings, client, project, mentions)
+        emit(rows)  # before the clean-up, so a failed erasure never loses the table
     finally:
         driver.close()
         started = time.perf_counter()
         client.http.delete(f"/api/v1/projects/{project}").raise_for_status()
         print(f"DELETE project (erase everything): {time.perf_counter() - started:.1f} s")
-    emit(rows)
 
 
 def main() -> None:
