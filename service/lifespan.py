@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from service.api.auth_throttle import AuthThrottle
 from service.api.events import create_event_hub
 from service.auth.cache import KeyCache
+from service.memory.accept import EpisodeIntake, IntakeDeps
 from service.observability.metrics import ApiMetrics, MetricsServer
 from service.readiness import watch_dependencies
 from service.resources import Resources
@@ -37,8 +38,9 @@ def lifespan_for(
         graph = create_driver(settings)
         redis = create_async_redis(settings)
         queue_connection = create_sync_redis(settings)
-        queue = IngestQueue(settings, queue_connection)
+        queue = IngestQueue(settings, queue_connection, redis)
         auth_throttle = AuthThrottle(settings)
+        intake = EpisodeIntake(IntakeDeps(pool, queue, metrics))
         event_hub = create_event_hub(redis)
         metrics.sse_readers.set_function(event_hub.reader_count)
         resources = Resources(
@@ -51,6 +53,7 @@ def lifespan_for(
             queue,
             KeyCache(),
             auth_throttle,
+            intake,
             event_hub=event_hub,
         )
         app.state.resources = resources
@@ -66,6 +69,7 @@ def lifespan_for(
         finally:
             watcher.cancel()
             await event_hub.aclose()
+            await intake.aclose()
             await redis.aclose()
             await auth_throttle.aclose()
             queue_connection.close()

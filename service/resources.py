@@ -18,7 +18,7 @@ from redis import Redis as SyncRedis
 from service.api.auth import AuthDeps
 from service.api.auth_throttle import AuthThrottle
 from service.auth.cache import KeyCache
-from service.memory.accept import IntakeDeps
+from service.memory.accept import EpisodeIntake
 from service.memory.erasure import ErasureDeps
 from service.observability.metrics import ApiMetrics
 from service.readiness import ReadinessDeps
@@ -40,6 +40,8 @@ class Resources:
     queue: IngestQueue
     key_cache: KeyCache
     auth_throttle: AuthThrottle
+    intake: EpisodeIntake
+    """Accepts episodes; one per process, so concurrent requests are written together."""
     event_hub: EventHub
     """One reader per project fanning its event stream out to every SSE client of this process."""
 
@@ -48,10 +50,6 @@ class Resources:
         return AuthDeps(
             self.pool, self.key_cache, self.auth_throttle, self.settings.memstack_bootstrap_api_key
         )
-
-    @property
-    def intake(self) -> IntakeDeps:
-        return IntakeDeps(self.pool, self.queue, self.metrics)
 
     @property
     def erasure(self) -> ErasureDeps:

@@ -16,7 +16,6 @@ from service.api.errors import problem_spec
 from service.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cut_page, decode_cursor
 from service.api.projects import project_of
 from service.api.schemas import BulkEpisodesIn, BulkEpisodesOut, EpisodeIn, EpisodeOut, EpisodePage
-from service.memory.accept import accept_episodes
 from service.memory.erasure import ERASURE_UNAVAILABLE, delete_episode
 from service.stores import episodes as store
 from service.stores.episodes import EpisodeRow, EpisodeStatus, NewEpisode
@@ -73,14 +72,13 @@ class EpisodeController(Controller):
         project_id: FromPath[uuid.UUID],
         data: JSONBody[EpisodeIn],
         principal: Caller,
-        pool: Pool,
         intake: Intake,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
         ] = None,
     ) -> Response[EpisodeOut]:
-        await project_of(pool, principal, project_id)
-        inserted, duplicates = await accept_episodes(intake, project_id, [new_episode(data, idempotency_key)])
+        items = [new_episode(data, idempotency_key)]
+        inserted, duplicates = await intake.accept(principal.tenant_id, project_id, items)
         if inserted:
             return Response(episode_out(inserted[0]), status_code=HTTP_202_ACCEPTED)
         return Response(
@@ -99,13 +97,10 @@ class EpisodeController(Controller):
         project_id: FromPath[uuid.UUID],
         data: JSONBody[BulkEpisodesIn],
         principal: Caller,
-        pool: Pool,
         intake: Intake,
     ) -> BulkEpisodesOut:
-        await project_of(pool, principal, project_id)
-        inserted, duplicates = await accept_episodes(
-            intake, project_id, [new_episode(e) for e in data.episodes]
-        )
+        items = [new_episode(e) for e in data.episodes]
+        inserted, duplicates = await intake.accept(principal.tenant_id, project_id, items)
         return BulkEpisodesOut(
             accepted=[episode_out(r) for r in inserted], duplicates=[episode_out(r) for r in duplicates]
         )

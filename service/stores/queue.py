@@ -6,7 +6,9 @@ import asyncio
 import uuid
 
 import redis
+import redis.asyncio as aioredis
 from rq import Queue, Retry
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 from service.settings import Settings
@@ -23,6 +25,11 @@ _WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 WORKER_ALIVE_TTL_SECONDS = 20
 
 
+def new_job_id() -> str:
+    """Chosen before the job is queued, so the episodes' rows can name it when they are inserted."""
+    return f"ingest-{uuid.uuid4().hex}"
+
+
 def worker_alive_key(worker_name: str) -> str:
     return f"memstack:worker-alive:{worker_name}"
 
@@ -30,16 +37,23 @@ def worker_alive_key(worker_name: str) -> str:
 class IngestQueue:
     """Wraps RQ (synchronous) so the event loop never blocks on it."""
 
-    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
+    def __init__(
+        self, settings: Settings, connection: redis.Redis, async_connection: aioredis.Redis | None = None
+    ) -> None:
+        """`async_connection`, when given, answers `size()` without a thread hop."""
         self._settings = settings
         self._queue = Queue(QUEUE_NAME, connection=connection, default_timeout=settings.job_timeout_seconds)
+        self._async = async_connection
 
     @property
     def max_size(self) -> int:
         return self._settings.queue_max_size
 
     def enqueue_blocking(
-        self, episode_ids: list[str], announce: list[tuple[str, EpisodeEvent]] | None = None
+        self,
+        episode_ids: list[str],
+        announce: list[tuple[str, EpisodeEvent]] | None = None,
+        job_id: str | None = None,
     ) -> str:
         """Queue one job for the episodes, with the events that announce them.
 
@@ -53,7 +67,7 @@ class IngestQueue:
             job = self._queue.enqueue(
                 INGEST_FUNCTION,
                 episode_ids,
-                job_id=f"ingest-{uuid.uuid4().hex}",
+                job_id=job_id or new_job_id(),
                 retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
                 result_ttl=0,  # nothing reads job results; PostgreSQL holds the outcome
                 failure_ttl=7 * 24 * 3600,
@@ -62,10 +76,11 @@ class IngestQueue:
             pipe.execute()
         return str(job.id)
 
-    async def enqueue(self, project_id: uuid.UUID, episode_ids: list[uuid.UUID]) -> str:
-        """Queue the episodes, announcing each as "queued" on the project's event stream."""
-        announce = [(str(project_id), status_event(str(i), "queued")) for i in episode_ids]
-        return await asyncio.to_thread(self.enqueue_blocking, [str(i) for i in episode_ids], announce)
+    async def enqueue(self, episodes: list[tuple[uuid.UUID, uuid.UUID]], job_id: str) -> None:
+        """Queue job `job_id` for the (project id, episode id) pairs, announcing each episode as
+        "queued" on its project's event stream."""
+        announce = [(str(project_id), status_event(str(i), "queued")) for project_id, i in episodes]
+        await asyncio.to_thread(self.enqueue_blocking, [str(i) for _, i in episodes], announce, job_id)
 
     def job_alive(self, job_ids: list[str]) -> dict[str, bool]:
         """Whether each job may still run: waiting to, or started by a worker that is alive.
@@ -90,8 +105,14 @@ class IngestQueue:
     def discard_blocking(self, job_ids: list[str]) -> None:
         """Delete the jobs that are waiting or finished; a started one is left to its worker."""
         for job in Job.fetch_many(job_ids, connection=self._queue.connection):
-            if job is not None and job.get_status(refresh=False) != JobStatus.STARTED:
-                job.delete(remove_from_queue=True)
+            try:
+                if job is not None and job.get_status(refresh=False) != JobStatus.STARTED:
+                    job.delete(remove_from_queue=True)
+            except InvalidJobOperation:  # finished and removed meanwhile (results are not kept)
+                continue
 
     async def size(self) -> int:
+        """Jobs waiting in the queue (RQ's count: the length of its list)."""
+        if self._async is not None:
+            return int(await self._async.llen(self._queue.key))
         return await asyncio.to_thread(lambda: self._queue.count)

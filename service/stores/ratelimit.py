@@ -13,8 +13,8 @@ sliding 60-second window (it assumes the previous window's requests were evenly 
 without storing one entry per request, and unlike a fixed window it never lets a client
 burst 2x the limit across a window boundary.
 
-Everything happens in one Lua script, run with EVALSHA (redis-py's `register_script`,
-which falls back to loading the script once after a Redis restart): the read, the decision
+Everything happens in one Lua script, run with EVALSHA (loaded again when a Redis restart
+lost it; hits arriving together are sent as one pipeline): the read, the decision
 and the write are atomic, so every API process and replica shares one exact count. The
 clock is Redis's own `TIME`, so clock skew between pods does not matter. One key per
 client, expiring when its state can no longer matter.
@@ -26,13 +26,19 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
+from service.batching import Batcher
 from service.settings import Settings
 from service.stores.redis import create_async_redis
 
 KEY_PREFIX = "memstack:ratelimit:"
 WINDOW_SECONDS = 60
 POOL_SIZE = 32
+# Hits arriving together go to Redis as one pipeline; this many pipelines at a time, at most
+# MAX_PIPELINE hits each.
+CONCURRENT_PIPELINES = 4
+MAX_PIPELINE = 256
 
 # KEYS[1] = the client's hash; ARGV[1] = limit; ARGV[2] = window in ms;
 # ARGV[3] = "peek" to decide without counting (nothing is written).
@@ -110,26 +116,56 @@ class RateLimiter:
         self.limit = limit
         self.window_ms = window_seconds * 1000
         self.prefix = prefix
-        self._scripts: dict[int, AsyncScript] = {}
+        self._batchers: dict[int, Batcher[tuple[str, str], list[int]]] = {}
 
     def key(self, identity: str) -> str:
         return f"{self.prefix}{identity}"
 
-    def _script(self, client: aioredis.Redis) -> AsyncScript:
-        script = self._scripts.get(id(client))
-        if script is None:
+    def _batcher(self, client: aioredis.Redis) -> Batcher[tuple[str, str], list[int]]:
+        batcher = self._batchers.get(id(client))
+        if batcher is None:
             script = client.register_script(_SCRIPT)
-            self._scripts = {id(client): script}  # one client per process; never grows
-        return script
+            batcher = Batcher(
+                lambda calls: self._run(client, script, calls),
+                concurrency=CONCURRENT_PIPELINES,
+                max_weight=MAX_PIPELINE,
+                name="rate-limit",
+            )
+            self._batchers = {id(client): batcher}  # one client per process; never grows
+        return batcher
+
+    async def _run(
+        self, client: aioredis.Redis, script: AsyncScript, calls: list[tuple[str, str]]
+    ) -> list[list[int] | Exception]:
+        """One pipeline of EVALSHAs (each atomic on its own); the script is loaded again if Redis
+        lost it (a restart), and only the calls that found it missing are repeated."""
+        results: list[list[int] | Exception | None] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for i in pending:
+                key, mode = calls[i]
+                pipe.evalsha(script.sha, 1, key, self.limit, self.window_ms, mode)
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)
+                else:
+                    results[i] = reply if isinstance(reply, Exception) else [int(v) for v in reply]
+            if not missing:
+                break
+            await client.script_load(_SCRIPT)
+            pending = missing
+        return [r if r is not None else NoScriptError("script missing") for r in results]
 
     async def hit(self, client: aioredis.Redis, identity: str, *, peek: bool = False) -> RateDecision:
         """Count one request by `identity` (with `peek`, only say whether one would be accepted);
-        raises redis errors for the caller to handle."""
+        raises redis errors for the caller to handle. Concurrent hits share one pipeline."""
         mode = "peek" if peek else "count"
-        result = await self._script(client)(
-            keys=[self.key(identity)], args=[self.limit, self.window_ms, mode]
+        allowed, remaining, reset_ms, retry_ms = await self._batcher(client).submit(
+            (self.key(identity), mode)
         )
-        allowed, remaining, reset_ms, retry_ms = (int(value) for value in result)
         return RateDecision(
             allowed=bool(allowed),
             limit=self.limit,

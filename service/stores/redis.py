@@ -58,7 +58,7 @@ def create_async_redis(
         health_check_interval=health_check_interval,
         **server_options(settings),
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes its connections
 
 
 def create_sync_redis(settings: Settings) -> redis.Redis:
