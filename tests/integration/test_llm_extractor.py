@@ -7,9 +7,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import pytest
@@ -157,17 +158,35 @@ def llm_settings(base: Settings, url: str, **overrides: Any) -> Settings:
     return msgspec.structs.replace(base, **values)
 
 
-def extractor(
-    base: Settings, fake: FakeLlm, scenario: str, cache: redis.Redis | None = None, **kw: Any
-) -> LlmExtractor:
-    return LlmExtractor(llm_settings(base, fake.base_url(scenario), **kw), cache)
+class MakeExtractor(Protocol):
+    def __call__(
+        self, base: Settings, fake: FakeLlm, scenario: str, cache: redis.Redis | None = None, **kw: Any
+    ) -> LlmExtractor: ...
+
+
+@pytest.fixture
+def extractor() -> Iterator[MakeExtractor]:
+    """Makes extractors for a scenario of the fake server, and closes their HTTP clients after the test."""
+    made: list[LlmExtractor] = []
+
+    def make(
+        base: Settings, fake: FakeLlm, scenario: str, cache: redis.Redis | None = None, **kw: Any
+    ) -> LlmExtractor:
+        made.append(LlmExtractor(llm_settings(base, fake.base_url(scenario), **kw), cache))
+        return made[-1]
+
+    yield make
+    for llm in made:
+        llm.close()
 
 
 def unique_text() -> str:
     return f"Alice works at Acme Corp. ({uuid.uuid4().hex})"
 
 
-def test_good_answer_is_validated_and_cleaned(settings: Settings, fake_llm: FakeLlm) -> None:
+def test_good_answer_is_validated_and_cleaned(
+    settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor
+) -> None:
     llm: Extractor = extractor(settings, fake_llm, "good")
     result = llm.extract(unique_text())
     assert result.entities == [
@@ -186,13 +205,15 @@ def test_good_answer_is_validated_and_cleaned(settings: Settings, fake_llm: Fake
     assert '"entities"' in body["messages"][0]["content"]
 
 
-def test_no_authorization_header_without_a_key(settings: Settings, fake_llm: FakeLlm) -> None:
+def test_no_authorization_header_without_a_key(
+    settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor
+) -> None:
     extractor(settings, fake_llm, "good", llm_api_key="").extract(unique_text())
     _, headers, _ = fake_llm.requests[-1]
     assert "Authorization" not in headers
 
 
-def test_fenced_json_is_accepted(settings: Settings, fake_llm: FakeLlm) -> None:
+def test_fenced_json_is_accepted(settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor) -> None:
     assert len(extractor(settings, fake_llm, "fenced").extract(unique_text()).facts) == 1
 
 
@@ -211,7 +232,12 @@ def test_fenced_json_is_accepted(settings: Settings, fake_llm: FakeLlm) -> None:
     ],
 )
 def test_failures_are_extraction_errors(
-    settings: Settings, fake_llm: FakeLlm, scenario: str, transient: bool, reason: str
+    settings: Settings,
+    fake_llm: FakeLlm,
+    extractor: MakeExtractor,
+    scenario: str,
+    transient: bool,
+    reason: str,
 ) -> None:
     llm = extractor(settings, fake_llm, scenario, llm_timeout=0.5)
     started = time.monotonic()
@@ -225,15 +251,17 @@ def test_failures_are_extraction_errors(
 
 
 def test_unreachable_endpoint_is_transient(settings: Settings) -> None:
-    llm = LlmExtractor(llm_settings(settings, f"http://127.0.0.1:{free_port()}/v1"))
-    with pytest.raises(ExtractionError) as caught:
+    with (
+        closing(LlmExtractor(llm_settings(settings, f"http://127.0.0.1:{free_port()}/v1"))) as llm,
+        pytest.raises(ExtractionError) as caught,
+    ):
         llm.extract("Alice works at Acme Corp.")
     assert caught.value.transient
     assert "unreachable" in caught.value.reason
 
 
 def test_cache_hit_skips_the_model_and_sets_a_ttl(
-    settings: Settings, fake_llm: FakeLlm, cache: redis.Redis
+    settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor, cache: redis.Redis
 ) -> None:
     llm = extractor(settings, fake_llm, "good", cache, llm_cache_enabled=True, llm_cache_ttl=120)
     text = unique_text()
@@ -254,7 +282,7 @@ def test_cache_hit_skips_the_model_and_sets_a_ttl(
 
 
 def test_cache_entries_are_per_project_and_erasable(
-    settings: Settings, fake_llm: FakeLlm, cache: redis.Redis
+    settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor, cache: redis.Redis
 ) -> None:
     llm = extractor(settings, fake_llm, "good", cache, llm_cache_enabled=True)
     project, other = str(uuid.uuid4()), str(uuid.uuid4())
@@ -276,7 +304,9 @@ def test_cache_entries_are_per_project_and_erasable(
         erase_project_cache(cache, "*")
 
 
-def test_cache_disabled_always_asks(settings: Settings, fake_llm: FakeLlm, cache: redis.Redis) -> None:
+def test_cache_disabled_always_asks(
+    settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor, cache: redis.Redis
+) -> None:
     llm = extractor(settings, fake_llm, "good", cache, llm_cache_enabled=False)
     text = unique_text()
     before = fake_llm.hits("good")
@@ -286,7 +316,9 @@ def test_cache_disabled_always_asks(settings: Settings, fake_llm: FakeLlm, cache
     assert cache.exists(llm.cache_key(text)) == 0
 
 
-def test_failures_are_not_cached(settings: Settings, fake_llm: FakeLlm, cache: redis.Redis) -> None:
+def test_failures_are_not_cached(
+    settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor, cache: redis.Redis
+) -> None:
     llm = extractor(settings, fake_llm, "malformed", cache, llm_cache_enabled=True)
     text = unique_text()
     for _ in range(2):
@@ -295,16 +327,19 @@ def test_failures_are_not_cached(settings: Settings, fake_llm: FakeLlm, cache: r
     assert cache.exists(llm.cache_key(text)) == 0
 
 
-def test_cache_outage_only_costs_the_cache(settings: Settings, fake_llm: FakeLlm) -> None:
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5)
-    llm = extractor(settings, fake_llm, "good", dead, llm_cache_enabled=True)
-    assert len(llm.extract(unique_text()).entities) == 2
+def test_cache_outage_only_costs_the_cache(
+    settings: Settings, fake_llm: FakeLlm, extractor: MakeExtractor
+) -> None:
+    with redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5) as dead:
+        llm = extractor(settings, fake_llm, "good", dead, llm_cache_enabled=True)
+        assert len(llm.extract(unique_text()).entities) == 2
 
 
 def test_factory_follows_the_provider(settings: Settings, fake_llm: FakeLlm) -> None:
     assert create_extractor(msgspec.structs.replace(settings, llm_provider="none"), None) is None
     built = create_extractor(llm_settings(settings, fake_llm.base_url("good")), None)
     assert isinstance(built, LlmExtractor)
+    built.close()
     assert built.name == "llm"
 
 
