@@ -8,6 +8,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.settings import Settings
 
@@ -56,6 +59,9 @@ def create_async_redis(
         socket_connect_timeout=socket_connect_timeout,
         socket_timeout=socket_timeout,
         health_check_interval=health_check_interval,
+        # A pooled connection left over from before a Redis restart fails on first use; try a
+        # fresh one (twice, briefly) instead of failing that request.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(RedisConnectionError,)),
         **server_options(settings),
     )
     return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes its connections
