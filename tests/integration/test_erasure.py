@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,11 @@ from service.stores.erasure import erase_project_graph
 from service.stores.events import stream_key
 from service.stores.redis import create_sync_redis
 from tests.support.client import Client, graph_counts, graph_query
-from tests.support.processes import ApiLauncher, RunningApi, RunningWorker, WorkerLauncher
+from tests.support.processes import ApiLauncher, RunningApi, RunningWorker
 from tests.support.stack import free_port
 
 SHARED = "Alice Smith works at Acme Corp in Berlin."
 OTHER = "Alice Smith works at Acme Corp. Dave Brown visits Rome."
-
-
-@pytest.fixture(scope="module")
-def worker(
-    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
-) -> Iterator[RunningWorker]:
-    with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,14 +34,6 @@ KNOWN_FACTS = {
     ("Alice", "MET", "Bob Jones"),
     ("Bob Jones", "AT", "Quantum Lab"),
 }
-
-
-@pytest.fixture(scope="module")
-def worker(
-    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
-) -> Iterator[RunningWorker]:
-    with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

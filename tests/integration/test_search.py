@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 
 from service.settings import Settings
 from tests.support.client import Client, graph_query
-from tests.support.processes import RunningApi, RunningWorker, WorkerLauncher
+from tests.support.processes import RunningApi, RunningWorker
 
 CORPUS = [
     'Alice Smith works at Acme Corp in Berlin. Yesterday Alice met Bob Jones at the "Quantum Lab".',
@@ -32,14 +31,6 @@ class Corpus:
     client: Client
     project: str
     other: str
-
-
-@pytest.fixture(scope="module")
-def worker(
-    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
-) -> Iterator[RunningWorker]:
-    with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import cast
 
 import httpx
@@ -18,18 +17,10 @@ from service.stores.events import stream_key
 from service.stores.redis import create_sync_redis
 from tests.support.client import Client
 from tests.support.metrics import sample
-from tests.support.processes import RunningApi, RunningWorker, WorkerLauncher
+from tests.support.processes import RunningApi, RunningWorker
 from tests.support.sockets import connections_to
 
 GUARD_SECONDS = 120  # only against a hang; nothing here is timed
-
-
-@pytest.fixture(scope="module")
-def worker(
-    tmp_path_factory: pytest.TempPathFactory, running_worker: WorkerLauncher
-) -> Iterator[RunningWorker]:
-    with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
