@@ -14,7 +14,9 @@ those types and facts with at least one end of those types.
 
 The user's query is never parsed as Lucene syntax: special characters are escaped and the
 text lower-cased (Lucene's AND/OR/NOT operators are upper-case only), and at most
-`MAX_TERMS` terms are kept.
+`MAX_TERMS` terms are kept. The reader then scopes those terms to each index's text fields
+and requires the project inside Lucene (`service.stores.graph_reads.fulltext_query`), so each
+index returns at most its candidates, all of the caller's project.
 """
 
 from __future__ import annotations

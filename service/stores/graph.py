@@ -1,5 +1,6 @@
 """Neo4j: every driver of the service (the API's async one, the worker's synchronous one) and the
-idempotent graph schema (constraints and indexes)."""
+idempotent graph schema (constraints and indexes), with the retirement of the fulltext indexes
+of older releases (`ensure_graph_schema`)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,27 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX episode_project IF NOT EXISTS FOR (ep:Episode) ON (ep.project_id)",
     "CREATE INDEX relates_uid IF NOT EXISTS FOR ()-[r:RELATES_TO]-() ON (r.uid)",
     "CREATE INDEX relates_project IF NOT EXISTS FOR ()-[r:RELATES_TO]-() ON (r.project_id)",
-    "CREATE FULLTEXT INDEX entity_text IF NOT EXISTS FOR (e:Entity) ON EACH [e.name, e.summary]",
-    "CREATE FULLTEXT INDEX fact_text IF NOT EXISTS FOR ()-[r:RELATES_TO]-() ON EACH [r.fact, r.name]",
+    # Search's fulltext indexes also index `project_id`, so a query can require its project inside
+    # Lucene (see graph_reads.fulltext_query) instead of filtering every project's hits afterwards.
+    "CREATE FULLTEXT INDEX entity_text_v2 IF NOT EXISTS FOR (e:Entity) "
+    "ON EACH [e.name, e.summary, e.project_id]",
+    "CREATE FULLTEXT INDEX fact_text_v2 IF NOT EXISTS FOR ()-[r:RELATES_TO]-() "
+    "ON EACH [r.fact, r.name, r.project_id]",
     # The export's ordering: a project's entities by degree, read in index order.
     "CREATE INDEX entity_project_degree IF NOT EXISTS FOR (e:Entity) ON (e.project_id, e.degree)",
     # A project's entity and fact counts, in a few counter nodes (see graph_writes).
     "CREATE CONSTRAINT graph_totals_key IF NOT EXISTS FOR (t:GraphTotals) REQUIRE t.key IS UNIQUE",
     "CREATE INDEX graph_totals_project IF NOT EXISTS FOR (t:GraphTotals) ON (t.project_id)",
 )
+
+# The fulltext indexes search reads, and those of older releases (without `project_id`) that
+# they replace. How long `memstack migrate` waits for a new one to be ONLINE.
+FULLTEXT_INDEXES: tuple[str, ...] = ("entity_text_v2", "fact_text_v2")
+DROP_RETIRED_INDEXES: tuple[LiteralString, ...] = (
+    "DROP INDEX entity_text IF EXISTS",
+    "DROP INDEX fact_text IF EXISTS",
+)
+INDEX_ONLINE_TIMEOUT_SECONDS = 900
 
 # Data written before a fact's supporters moved to (:Episode)-[:STATES]->: each fact's
 # `episodes` list becomes STATES relationships and a `support` count, and the list goes;
@@ -115,10 +129,35 @@ def create_worker_driver(settings: Settings) -> Driver:
 
 
 async def ensure_graph_schema(driver: AsyncDriver, database: str) -> None:
-    """Constraints and indexes, then the backfill of data older than them (`memstack migrate`)."""
+    """Constraints and indexes, then the backfill of data older than them (`memstack migrate`).
+
+    It returns once the fulltext indexes search reads are ONLINE (a new one is populated from
+    the existing graph first). The retired fulltext indexes, which API processes of an older
+    release still query, are dropped only by a run that finds the new ones already ONLINE when
+    it starts, i.e. the next `memstack migrate` after the one that created them (see
+    docs/search.md, "Upgrade and rollback")."""
+    replaced = await online_indexes(driver, database) >= set(FULLTEXT_INDEXES)
     for statement in SCHEMA_STATEMENTS:
         await driver.execute_query(statement, database_=database)
+    for name in FULLTEXT_INDEXES:
+        await driver.execute_query(
+            "CALL db.awaitIndex($name, $timeout)",
+            name=name,
+            timeout=INDEX_ONLINE_TIMEOUT_SECONDS,
+            database_=database,
+        )
+    if replaced:
+        for statement in DROP_RETIRED_INDEXES:
+            await driver.execute_query(statement, database_=database)
     await backfill_graph(driver, database)
+
+
+async def online_indexes(driver: AsyncDriver, database: str) -> set[str]:
+    """The names of the indexes that are ONLINE."""
+    records, _, _ = await driver.execute_query(
+        "SHOW INDEXES YIELD name, state WHERE state = 'ONLINE' RETURN name", database_=database
+    )
+    return {str(record["name"]) for record in records}
 
 
 async def backfill_graph(driver: AsyncDriver, database: str) -> None:

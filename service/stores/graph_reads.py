@@ -1,7 +1,9 @@
 """Reading the knowledge graph: fulltext hits, neighbourhoods, one entity, a bounded export.
 
-Every query filters on `project_id` itself: the fulltext indexes span all projects, and an
-entity uid (`<project id>:<key>`) is only ever looked up inside the caller's project.
+Every query filters on `project_id` itself, and an entity uid (`<project id>:<key>`) is only
+ever looked up inside the caller's project. The fulltext indexes span all projects but also
+index `project_id`, so a fulltext query requires its project inside Lucene (`fulltext_query`):
+the procedure only ever sees, scores and keeps (its `limit` option) the caller's hits.
 
 Entities are addressed over HTTP by a URL-safe id: the base64url encoding (no padding) of
 their key (the name case-folded with spaces collapsed), so no extra index is needed and the
@@ -21,15 +23,17 @@ from service.stores.graph import entity_uid
 
 READ_RETRY_SECONDS = 3.0
 
+# The `project_id` filters after the procedures are a second guard; Lucene already applied them.
 _ENTITY_HITS: LiteralString = """
-CALL db.index.fulltext.queryNodes('entity_text', $query) YIELD node, score
+CALL db.index.fulltext.queryNodes('entity_text_v2', $query, {limit: $limit}) YIELD node, score
 WHERE node.project_id = $project_id
 RETURN node.uid AS uid, node.key AS key, node.name AS name, node.type AS type,
        node.summary AS summary, score
 LIMIT $limit
 """
 _FACT_HITS: LiteralString = """
-CALL db.index.fulltext.queryRelationships('fact_text', $query) YIELD relationship AS r, score
+CALL db.index.fulltext.queryRelationships('fact_text_v2', $query, {limit: $limit})
+YIELD relationship AS r, score
 WHERE r.project_id = $project_id
 WITH r, score LIMIT $limit
 WITH r, score, startNode(r) AS a, endNode(r) AS b
@@ -128,6 +132,25 @@ SCAN_PER_NODE = 1000
 EXPORT_SCAN_PER_NODE = 50
 
 
+# The text properties of each fulltext index (service.stores.graph); its `project_id` is not one.
+ENTITY_TEXT_FIELDS = ("name", "summary")
+FACT_TEXT_FIELDS = ("fact", "name")
+
+
+def fulltext_query(project_id: str, fields: tuple[str, ...], terms: str) -> str:
+    """The Lucene query for `terms` (already escaped Lucene terms, see
+    `service.memory.search.lucene_query`) in the text `fields` of one project's documents.
+
+    The project is a required phrase on `project_id`: the analyzer splits a UUID at its hyphens,
+    and every indexed id has the same five tokens, so the phrase matches that id only. Its boost
+    is 0, so it adds nothing to the BM25 scores. The terms are required as a group, each one
+    scoped to every text field, so no term of the user's can reach `project_id` or be read
+    as an operator outside the group."""
+    project = project_id.replace("\\", "\\\\").replace('"', '\\"')
+    text = " ".join(f"{field}:({terms})" for field in fields)
+    return f'+project_id:"{project}"^0 +({text})'
+
+
 def entity_id(key: str) -> str:
     """The URL-safe id of an entity key."""
     return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
@@ -163,10 +186,14 @@ class GraphReader:
             rows: list[dict[str, Any]] = await session.execute_read(work)
         return rows
 
-    async def entity_hits(self, project_id: str, query: str, limit: int) -> list[dict[str, Any]]:
+    async def entity_hits(self, project_id: str, terms: str, limit: int) -> list[dict[str, Any]]:
+        """The `limit` best entities of the project for `terms` (escaped Lucene terms), best first."""
+        query = fulltext_query(project_id, ENTITY_TEXT_FIELDS, terms)
         return await self._read(_ENTITY_HITS, project_id=project_id, query=query, limit=limit)
 
-    async def fact_hits(self, project_id: str, query: str, limit: int) -> list[dict[str, Any]]:
+    async def fact_hits(self, project_id: str, terms: str, limit: int) -> list[dict[str, Any]]:
+        """The `limit` best facts of the project for `terms` (escaped Lucene terms), best first."""
+        query = fulltext_query(project_id, FACT_TEXT_FIELDS, terms)
         return await self._read(_FACT_HITS, project_id=project_id, query=query, limit=limit)
 
     async def neighbourhood(self, project_id: str, seeds: list[str], per_seed: int) -> list[dict[str, Any]]:

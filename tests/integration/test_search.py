@@ -204,3 +204,39 @@ def test_graph_reads_log_no_neo4j_warnings(corpus: Corpus, api: RunningApi) -> N
     search(corpus, "Acme Berlin")
     corpus.client.http.get(f"/api/v1/projects/{corpus.project}/entities/{entity_id('Acme Corp')}")
     assert "Received notification from DBMS server" not in api.log()
+
+
+def test_a_crowded_project_never_leaks_into_a_small_one(corpus: Corpus, settings: Settings) -> None:
+    """The project filter is inside Lucene, before the procedures' `limit`: another project with
+    far more (and better) hits for the same terms neither leaks in nor crowds out this one's."""
+    small, crowded = corpus.client.create_project(), corpus.client.create_project()
+    graph_query(
+        settings,
+        "UNWIND range(0, $n - 1) AS i "
+        "WITH i, CASE WHEN i = 0 THEN $small ELSE $crowded END AS p "
+        "CREATE (:Entity {uid: p + ':zebrafish ' + i, key: 'zebrafish ' + i, name: 'Zebrafish ' + i, "
+        "type: 'Thing', summary: 'zebrafish zebrafish zebrafish', project_id: p, degree: 0})",
+        n=400,
+        small=small,
+        crowded=crowded,
+    )
+    graph_query(
+        settings,
+        "MATCH (a:Entity {uid: $small + ':zebrafish 0'}) "
+        "CREATE (a)-[:RELATES_TO {uid: $fact, name: 'SWIMS', fact: 'Zebrafish 0 swims', "
+        "project_id: $small, support: 1}]->(a)",
+        small=small,
+        fact=uuid.uuid4().hex,
+    )
+    results = search(corpus, "zebrafish", project=small, limit=100)
+    assert {(r["kind"], r["name"]) for r in results} == {("entity", "Zebrafish 0"), ("fact", "SWIMS")}
+    for hostile in (
+        f'project_id:"{crowded}" zebrafish',
+        f"project_id:{crowded}",
+        f") OR project_id:({crowded}",
+    ):
+        names_ = {r["name"] for r in search(corpus, hostile, project=small, limit=100)}
+        assert names_ <= {"Zebrafish 0", "SWIMS"}, hostile
+    # The project id is not searchable text: querying one's own id finds nothing.
+    assert search(corpus, small, project=small) == []
+    assert len(search(corpus, "zebrafish", project=crowded, limit=100)) == 100
