@@ -19,6 +19,7 @@ from service.memory.llm_extractor import create_extractor
 from service.settings import Settings
 from service.stores.graph import create_worker_driver
 from service.stores.postgres import create_worker_pool
+from service.stores.queue import IngestQueue
 from worker.metrics import WorkerMetrics
 
 
@@ -30,10 +31,13 @@ class WorkerContext:
     pool: ConnectionPool
     graph: Driver
     extractor: Extractor
+    queue: IngestQueue
 
     @property
     def ingest_deps(self) -> IngestDeps:
-        return IngestDeps(self.pool, self.graph, self.settings.neo4j_database, self.redis, self.extractor)
+        return IngestDeps(
+            self.pool, self.graph, self.settings.neo4j_database, self.redis, self.extractor, self.queue
+        )
 
     def close(self) -> None:
         self.graph.close()
@@ -50,7 +54,10 @@ def open_context(settings: Settings, connection: redis.Redis, metrics: WorkerMet
     pool = create_worker_pool(settings)
     pool.open(wait=False)
     graph = create_worker_driver(settings)
-    return WorkerContext(settings, connection, metrics, pool, graph, build_extractor(settings, connection))
+    extractor = build_extractor(settings, connection)
+    return WorkerContext(
+        settings, connection, metrics, pool, graph, extractor, IngestQueue(settings, connection)
+    )
 
 
 _current: WorkerContext | None = None

@@ -25,7 +25,10 @@ def ingest_episodes(episode_ids: list[str]) -> dict[str, int]:
     started = time.perf_counter()
     try:
         outcome = ingest_batch(
-            ctx.ingest_deps, [uuid.UUID(i) for i in episode_ids], final_attempt=final_attempt
+            ctx.ingest_deps,
+            [uuid.UUID(i) for i in episode_ids],
+            final_attempt=final_attempt,
+            job_id=job.id if job else None,
         )
     except Exception as exc:
         ctx.metrics.jobs.labels(INGEST_TASK, "failed" if final_attempt else "retried").inc()

@@ -15,7 +15,7 @@ from service.observability.logging import configure_logging
 from service.observability.metrics import MetricsServer, disable_created_series
 from service.observability.tracing import configure_tracing
 from service.settings import Settings, SettingsError, load_settings
-from service.stores.queue import WORKER_ALIVE_TTL_SECONDS, IngestQueue, worker_alive_key
+from service.stores.queue import WORKER_ALIVE_TTL_SECONDS, worker_alive_key
 from service.stores.redis import QUEUE_NAME, create_sync_redis
 from worker import context
 from worker.heartbeat import Heartbeat
@@ -91,7 +91,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> int:
     )
     worker.pulse = pulse
     worker.memstack_metrics = metrics
-    reconciler = Reconciler(ctx, IngestQueue(settings, connection))
+    reconciler = Reconciler(ctx, ctx.queue)
     pulse.start()
     reconciler.start()
     logger.info(

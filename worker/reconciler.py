@@ -15,7 +15,7 @@ from loguru import logger
 
 from service.stores import episode_status
 from service.stores.events import append_events, status_event
-from service.stores.queue import IngestQueue
+from service.stores.queue import IngestQueue, new_job_id
 from worker.context import WorkerContext
 
 RECONCILE_INTERVAL = 30.0
@@ -50,8 +50,10 @@ def reconcile_once(ctx: WorkerContext, queue: IngestQueue) -> tuple[int, int]:
             retry: list[uuid.UUID] = [e.id for e in orphans if e.id not in exhausted]
             for start in range(0, len(retry), BATCH):
                 chunk = retry[start : start + BATCH]
-                job_id = queue.enqueue_blocking([str(i) for i in chunk])
+                # Rows name the job first: a job claims the rows that name it (autocommit).
+                job_id = new_job_id()
                 episode_status.requeued(conn, chunk, job_id)
+                queue.enqueue_blocking([str(i) for i in chunk], job_id=job_id)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     if retry or exhausted:

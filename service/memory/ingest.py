@@ -20,6 +20,13 @@ from service.stores import episode_status
 from service.stores.episode_status import ClaimedEpisode
 from service.stores.events import append_events, status_event
 from service.stores.graph_writes import GraphBatch, write_batch
+from service.stores.queue import IngestQueue
+
+# A job smaller than this takes in whole waiting jobs until its batch reaches it: one pass,
+# one round trip to each store, for what would otherwise be many small jobs.
+DRAIN_EPISODES = 500
+# How far down the queue a job looks for jobs to absorb.
+DRAIN_LOOKAHEAD_JOBS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +36,8 @@ class IngestDeps:
     graph_database: str
     redis: redis.Redis
     extractor: Extractor
+    queue: IngestQueue | None = None
+    """Given, a job's first attempt absorbs waiting jobs (see `DRAIN_EPISODES`)."""
 
 
 @dataclass(slots=True)
@@ -57,12 +66,39 @@ def add_extraction(batch: GraphBatch, episode: ClaimedEpisode, extraction: Extra
         batch.add_fact(episode_id, project_id, relation, fact.fact, valid_at)
 
 
-def ingest_batch(deps: IngestDeps, episode_ids: list[uuid.UUID], *, final_attempt: bool) -> IngestOutcome:
+def _claim(deps: IngestDeps, episode_ids: list[uuid.UUID], job_id: str | None) -> list[ClaimedEpisode]:
+    """The job's episodes, plus on its first attempt those of the waiting jobs it absorbs.
+
+    Absorbed episodes are renamed to this job in PostgreSQL before their jobs leave the queue,
+    so a crash in between leaves them processing for a dead worker (the reconciler requeues
+    them) and their old jobs find nothing to do.
+    """
+    with deps.pool.connection() as conn:
+        claimed = episode_status.claim(conn, job_id, episode_ids)
+        first_attempt = all(e.attempts == 1 for e in claimed)
+        room = DRAIN_EPISODES - len(claimed)
+        if deps.queue is None or job_id is None or not first_attempt or room <= 0:
+            return claimed
+        waiting = deps.queue.waiting_blocking(DRAIN_LOOKAHEAD_JOBS)
+        if not waiting:
+            return claimed
+        with conn.transaction():
+            absorbed, emptied = episode_status.absorb(conn, job_id, waiting, room)
+    if emptied:
+        deps.queue.drop_waiting_blocking(emptied)
+        logger.debug(
+            "{job} absorbed {n} episodes of {j} waiting jobs", job=job_id, n=len(absorbed), j=len(emptied)
+        )
+    return claimed + absorbed
+
+
+def ingest_batch(
+    deps: IngestDeps, episode_ids: list[uuid.UUID], *, final_attempt: bool, job_id: str | None = None
+) -> IngestOutcome:
     """Raises on a retryable failure unless this is the final attempt."""
     outcome = IngestOutcome()
-    with deps.pool.connection() as conn:
-        claimed = episode_status.claim(conn, episode_ids)
-    outcome.skipped = len(episode_ids) - len(claimed)
+    claimed = _claim(deps, episode_ids, job_id)
+    outcome.skipped = max(len(episode_ids) - len(claimed), 0)
     if not claimed:
         return outcome
     project_of = {str(e.id): str(e.project_id) for e in claimed}

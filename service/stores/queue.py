@@ -49,6 +49,19 @@ class IngestQueue:
     def max_size(self) -> int:
         return self._settings.queue_max_size
 
+    def _queue_job(self, pipe: redis.client.Pipeline, episode_ids: list[str], job_id: str) -> str:
+        retries = self._settings.job_max_retries
+        job = self._queue.enqueue(
+            INGEST_FUNCTION,
+            episode_ids,
+            job_id=job_id,
+            retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
+            result_ttl=0,  # nothing reads job results; PostgreSQL holds the outcome
+            failure_ttl=7 * 24 * 3600,
+            pipeline=pipe,
+        )
+        return str(job.id)
+
     def enqueue_blocking(
         self,
         episode_ids: list[str],
@@ -60,27 +73,36 @@ class IngestQueue:
         Events and job go in one MULTI/EXEC, events first, so no subscriber can see an
         episode's "processing" before its "queued".
         """
-        retries = self._settings.job_max_retries
         with self._queue.connection.pipeline() as pipe:
             pipe.multi()
             add_events(pipe, announce or [])
-            job = self._queue.enqueue(
-                INGEST_FUNCTION,
-                episode_ids,
-                job_id=job_id or new_job_id(),
-                retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
-                result_ttl=0,  # nothing reads job results; PostgreSQL holds the outcome
-                failure_ttl=7 * 24 * 3600,
-                pipeline=pipe,
-            )
+            queued = self._queue_job(pipe, episode_ids, job_id or new_job_id())
             pipe.execute()
-        return str(job.id)
+        return queued
 
     async def enqueue(self, episodes: list[tuple[uuid.UUID, uuid.UUID]], job_id: str) -> None:
         """Queue job `job_id` for the (project id, episode id) pairs, announcing each episode as
-        "queued" on its project's event stream."""
+        "queued" on its project's event stream (one MULTI/EXEC, as `enqueue_blocking`).
+
+        With an async client, RQ only writes its commands into a pipeline that is never sent
+        (no I/O: a job without dependencies needs no reads), and the async client sends them:
+        no thread hop, whose wait for the GIL behind a busy event loop was most of its cost.
+        """
         announce = [(str(project_id), status_event(str(i), "queued")) for project_id, i in episodes]
-        await asyncio.to_thread(self.enqueue_blocking, [str(i) for _, i in episodes], announce, job_id)
+        ids = [str(i) for _, i in episodes]
+        if self._async is None:
+            await asyncio.to_thread(self.enqueue_blocking, ids, announce, job_id)
+            return
+        with self._queue.connection.pipeline() as recorder:
+            recorder.multi()  # as RQ expects of a pipeline; MULTI/EXEC are not in the stack
+            add_events(recorder, announce)
+            self._queue_job(recorder, ids, job_id)
+            commands = list(recorder.command_stack)
+            recorder.reset()
+        async with self._async.pipeline(transaction=True) as pipe:
+            for args, options in commands:
+                pipe.execute_command(*args, **options)
+            await pipe.execute()
 
     def job_alive(self, job_ids: list[str]) -> dict[str, bool]:
         """Whether each job may still run: waiting to, or started by a worker that is alive.
@@ -101,6 +123,25 @@ class IngestQueue:
             job_id: job is not None and (job.id in running or job.get_status(refresh=False) in _WAITING)
             for job_id, job in zip(job_ids, jobs, strict=True)
         }
+
+    def waiting_blocking(self, limit: int) -> list[str]:
+        """The ids of the next `limit` jobs waiting in the queue, oldest first."""
+        ids = self._queue.connection.lrange(self._queue.key, 0, limit - 1)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def drop_waiting_blocking(self, job_ids: list[str]) -> int:
+        """Take the jobs off the queue and delete them, unless a worker took one first; returns
+        how many were dropped. Only for jobs whose episodes another job has absorbed."""
+        connection = self._queue.connection
+        pipe = connection.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.lrem(self._queue.key, 0, job_id)
+        removed = [job_id for job_id, n in zip(job_ids, pipe.execute(), strict=True) if n]
+        for job_id in removed:  # off the list, so no worker can start it: only its keys are left
+            job = Job(job_id, connection=connection)
+            pipe.delete(job.key, job.dependents_key, job.dependencies_key)
+        pipe.execute()
+        return len(removed)
 
     def discard_blocking(self, job_ids: list[str]) -> None:
         """Delete the jobs that are waiting or finished; a started one is left to its worker."""

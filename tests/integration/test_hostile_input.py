@@ -137,7 +137,7 @@ def test_a_stored_out_of_range_time_does_not_break_reads(
             "INSERT INTO episodes (id, project_id, content, reference_time) VALUES (%s, %s, 'x', %s)",
             (episode, project, "0001-01-01T00:00:00+14:00"),
         )
-        claimed = claim(conn, [episode])
+        claimed = claim(conn, None, [episode])
     assert [c.reference_time for c in claimed] == [None]
     listing = client.http.get(f"/api/v1/projects/{project}/episodes")
     assert listing.status_code == 200, listing.text

@@ -5,6 +5,8 @@
   context managers (see `tests.support.processes`): `with running_api(tmp_path, X="1") as api:`.
 - `api`: one API process shared by the whole session.
 - `worker`: one worker per test module that asks for it.
+- `isolated_db`: a Redis database number of the test's own (parametrize it, `indirect=True`),
+  emptied before and after, so the test's queue is drained by no other worker.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from service.settings import Settings, load_settings
 from tests.support import processes
@@ -46,3 +49,15 @@ def worker(
 ) -> Iterator[RunningWorker]:
     with running_worker(tmp_path_factory.mktemp("worker") / "worker.log") as running:
         yield running
+
+
+@pytest.fixture
+def isolated_db(settings: Settings, request: pytest.FixtureRequest) -> Iterator[str]:
+    db = str(request.param)
+    connection = redis.Redis(
+        host=settings.redis_host, port=settings.redis_port, password=settings.redis_password, db=int(db)
+    )
+    connection.flushdb()
+    yield db
+    connection.flushdb()
+    connection.close()
