@@ -86,7 +86,7 @@ async def erase_project(deps: ErasureDeps, tenant_id: uuid.UUID, project_id: uui
         removed = await store.erase_project_graph(deps.graph, deps.graph_database, str(project_id))
         await delete_stream(deps.redis, project_id)
         await anyio.to_thread.run_sync(_erase_redis_blocking, deps, str(project_id), job_ids)
-        logger.info("erased project {project}: {n} graph items", project=project_id, n=removed)
+        logger.info("erased project {project}: {n} entities and episodes", project=project_id, n=removed)
 
     def rows(conn: AsyncConnection) -> Awaitable[bool]:
         return store.erase_project_rows(conn, tenant_id, project_id, deps.busy_window, everything_else)

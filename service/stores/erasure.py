@@ -9,7 +9,14 @@ Both run inside one PostgreSQL transaction that deletes the rows first and commi
 - a crash anywhere before the commit leaves the PostgreSQL rows in place, so the same
   DELETE can simply be repeated; the graph, stream and cache steps are idempotent.
 Project erasure also holds the project row FOR UPDATE, so no episode can be added to it
-meanwhile, and deletes the graph in batches of `GRAPH_BATCH` nodes per transaction.
+meanwhile, and deletes the graph in batches, each its own transaction, bounded by what Neo4j
+holds in memory for it: at most `GRAPH_BATCH` relationships (or nodes without any), never a
+node together with however many relationships it has (a hub entity or a long episode has
+far more than a node batch's worth, past the server's transaction memory limit). First the
+project's facts (through the `relates_project` index), then each episode's STATES and
+MENTIONS, each episode once it has none left, then the entities (which have none left
+either), then the project's GraphTotals counters. Each batch re-reads what is left, so an
+erasure interrupted after any batch simply resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import LiteralString
+from typing import Any, LiteralString, NamedTuple
 
 from neo4j import AsyncDriver, AsyncManagedTransaction
 from psycopg import AsyncConnection
@@ -68,26 +75,35 @@ CALL (deleted) {
   SET t.entities = t.entities - deleted
 }
 """
-# One batch of a project's nodes (with their relationships); returns how many were deleted.
-_PROJECT_BATCH: dict[str, LiteralString] = {
-    "Episode": """
-MATCH (n:Episode) WHERE n.project_id = $project_id
-WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted
-""",
-    "Entity": """
-MATCH (n:Entity) WHERE n.project_id = $project_id
-WITH n LIMIT $batch DETACH DELETE n RETURN count(*) AS deleted
-""",
-    "RELATES_TO": """
+# One batch each of the steps of a project's erasure, in order; each step is repeated until a
+# batch deletes nothing. A node's relationships go `$batch` at a time (one row each) before
+# the node; a node with none left is one row too, and goes in the batch that finds it so (an
+# episode done is never read again, so batches cost what they delete, however many episodes).
+_RELATIONSHIPS_THEN_NODE: LiteralString = """
+OPTIONAL MATCH (n)-[r]-()
+WITH n, r LIMIT $batch
+DELETE r
+WITH DISTINCT n WHERE NOT EXISTS { (n)--() }
+DELETE n
+"""
+_PROJECT_STEPS: tuple[LiteralString, ...] = (
+    """
 MATCH ()-[r:RELATES_TO]->() WHERE r.project_id = $project_id
-WITH r LIMIT $batch DELETE r RETURN count(*) AS deleted
+WITH r LIMIT $batch DELETE r
 """,
-    # Bookkeeping, not counted in what was erased.
-    "GraphTotals": """
+    "MATCH (n:Episode) WHERE n.project_id = $project_id" + _RELATIONSHIPS_THEN_NODE,
+    "MATCH (n:Entity) WHERE n.project_id = $project_id" + _RELATIONSHIPS_THEN_NODE,
+    # Bookkeeping (a few counter nodes, without relationships), not counted in what was erased.
+    """
 MATCH (n:GraphTotals) WHERE n.project_id = $project_id
-DELETE n WITH count(*) AS _ RETURN 0 AS deleted
+WITH n LIMIT $batch DELETE n
 """,
-}
+)
+
+
+class Deleted(NamedTuple):
+    nodes: int
+    relationships: int
 
 
 class InProgress(Exception):
@@ -105,20 +121,29 @@ async def delete_episode_graph(driver: AsyncDriver, database: str, project_id: s
 
 
 async def erase_project_graph(
-    driver: AsyncDriver, database: str, project_id: str, batch_size: int = GRAPH_BATCH
+    driver: AsyncDriver, database: str, project_id: str, batch_size: int | None = None
 ) -> int:
-    """Delete every node and relationship of the project, `batch_size` per transaction."""
-
-    async def batch(tx: AsyncManagedTransaction, query: LiteralString) -> int:
-        record = await (await tx.run(query, project_id=project_id, batch=batch_size)).single()
-        return int(record["deleted"]) if record else 0
-
-    total = 0
+    """Delete every node and relationship of the project, each transaction at most `batch_size`
+    (default `GRAPH_BATCH`) relationships or nodes; returns how many entities and episodes went."""
+    batch = batch_size or GRAPH_BATCH
+    erased = 0
     async with driver.session(database=database, max_transaction_retry_time=RETRY_SECONDS) as session:
-        for query in _PROJECT_BATCH.values():
-            while deleted := await session.execute_write(batch, query):
-                total += deleted
-    return total
+        for step, query in enumerate(_PROJECT_STEPS):
+            while True:
+                nodes, relationships = await session.execute_write(
+                    _erase_batch, query, {"project_id": project_id, "batch": batch}
+                )
+                if not nodes and not relationships:
+                    break
+                if step < len(_PROJECT_STEPS) - 1:
+                    erased += nodes
+    return erased
+
+
+async def _erase_batch(tx: AsyncManagedTransaction, query: LiteralString, params: dict[str, Any]) -> Deleted:
+    """One batch of an erasure step: the nodes and relationships it deleted, as Neo4j counted them."""
+    counters = (await (await tx.run(query, params)).consume()).counters
+    return Deleted(counters.nodes_deleted, counters.relationships_deleted)
 
 
 def _refuse_if_processing(rows: list[tuple[str, float]], recent: float) -> None:

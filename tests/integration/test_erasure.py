@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from service.memory.extractor import DeterministicExtractor
 from service.memory.ingest import IngestDeps, ingest_batch
 from service.memory.llm_extractor import CACHE_PREFIX
 from service.settings import Settings
-from service.stores.erasure import erase_project_graph
+from service.stores import erasure as store_erasure
+from service.stores.erasure import Deleted, erase_project_graph
 from service.stores.events import stream_key
+from service.stores.graph_writes import GraphBatch, write_batch
 from service.stores.redis import create_sync_redis
 from tests.support.client import Client, graph_counts, graph_query
 from tests.support.processes import ApiLauncher, RunningApi, RunningWorker
@@ -192,6 +195,82 @@ def test_graph_erasure_works_in_batches(client: Client, worker: RunningWorker, s
 
     assert asyncio.run(erase()) == counts["entities"] + counts["episodes"]
     assert graph_counts(settings, project) == {"entities": 0, "episodes": 0, "facts": 0, "mentions": 0}
+
+
+HUBS = ("hub a", "hub b", "hub c")
+
+
+def seed_hubs(settings: Settings, project: str, episode: str, facts: int) -> None:
+    """One episode mentioning three entities and stating `facts` facts between them: a few nodes
+    with thousands of relationships (RELATES_TO, and the episode's STATES), written directly."""
+    batch = GraphBatch()
+    batch.add_episode(episode, project, "test", None)
+    for key in HUBS:
+        batch.add_mention(episode, project, key, key.title(), "Thing", "a hub")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(facts):
+        source, target = HUBS[n % 3], HUBS[(n + 1) % 3]
+        batch.add_fact(episode, project, (source, f"REL_{n}", target), f"fact {n}", now)
+    with GraphDatabase.driver(settings.neo4j_uri, auth=(settings.neo4j_user, settings.neo4j_password)) as d:
+        write_batch(d, settings.neo4j_database, batch)
+
+
+def test_graph_erasure_batches_by_relationships_not_nodes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every node here has hundreds of relationships: deleting a node with them in one
+    transaction (as a batch of nodes did) would hold all of them at once, past any bound."""
+    project, episode, facts_count, bound = str(uuid.uuid4()), str(uuid.uuid4()), 1500, 100
+    seed_hubs(settings, project, episode, facts_count)
+    assert graph_counts(settings, project) == {
+        "entities": 3,
+        "episodes": 1,
+        "facts": facts_count,
+        "mentions": 3,
+    }
+    batches: list[Deleted] = []
+    real_batch = store_erasure._erase_batch
+
+    async def spy(*args: Any) -> Deleted:
+        deleted = await real_batch(*args)
+        batches.append(deleted)  # as Neo4j counted what the transaction deleted
+        return deleted
+
+    monkeypatch.setattr(store_erasure, "_erase_batch", spy)
+
+    async def erase() -> int:
+        driver = AsyncGraphDatabase.driver(
+            settings.neo4j_uri, auth=(settings.neo4j_user, settings.neo4j_password)
+        )
+        try:
+            return await erase_project_graph(driver, settings.neo4j_database, project, batch_size=bound)
+        finally:
+            await driver.close()
+
+    assert asyncio.run(erase()) == 4  # the entities and the episode
+    # RELATES_TO, STATES (one per fact) and MENTIONS; not one transaction held more than the bound.
+    assert sum(b.relationships for b in batches) == 2 * facts_count + 3
+    assert max(b.relationships for b in batches) <= bound
+    assert max(b.nodes for b in batches) <= bound
+    assert len(batches) > (2 * facts_count) // bound
+    assert not any(everything_of(settings, project).values())
+
+
+def test_deleting_a_project_of_hubs_erases_all_of_it(client: Client, settings: Settings) -> None:
+    """More relationships on one node than a graph batch holds: the API's erasure still completes."""
+    project, episode = client.create_project(), uuid.uuid4()
+    sql(
+        settings,
+        "INSERT INTO episodes (id, project_id, content, status) VALUES (%s, %s, 'x', 'completed')",
+        episode,
+        project,
+    )
+    facts_count = store_erasure.GRAPH_BATCH + 500
+    seed_hubs(settings, project, str(episode), facts_count)
+    assert graph_counts(settings, project)["facts"] == facts_count
+    response = client.http.delete(f"/api/v1/projects/{project}")
+    assert response.status_code == 204, response.text
+    assert not any(everything_of(settings, project).values())
 
 
 def test_a_job_for_an_erased_project_writes_nothing(client: Client, settings: Settings) -> None:
