@@ -98,7 +98,8 @@ def ingest_batch(
     """Raises on a retryable failure unless this is the final attempt."""
     outcome = IngestOutcome()
     claimed = _claim(deps, episode_ids, job_id)
-    outcome.skipped = max(len(episode_ids) - len(claimed), 0)
+    claimed_ids = {e.id for e in claimed}
+    outcome.skipped = sum(1 for i in episode_ids if i not in claimed_ids)
     if not claimed:
         return outcome
     project_of = {str(e.id): str(e.project_id) for e in claimed}

@@ -98,7 +98,6 @@ class IngestQueue:
             add_events(recorder, announce)
             self._queue_job(recorder, ids, job_id)
             commands = list(recorder.command_stack)
-            recorder.reset()
         async with self._async.pipeline(transaction=True) as pipe:
             for args, options in commands:
                 pipe.execute_command(*args, **options)
@@ -134,8 +133,8 @@ class IngestQueue:
         how many were dropped. Only for jobs whose episodes another job has absorbed."""
         connection = self._queue.connection
         pipe = connection.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.lrem(self._queue.key, 0, job_id)
+        for job_id in job_ids:  # ids are unique and near the head: stop at the first match
+            pipe.lrem(self._queue.key, 1, job_id)
         removed = [job_id for job_id, n in zip(job_ids, pipe.execute(), strict=True) if n]
         for job_id in removed:  # off the list, so no worker can start it: only its keys are left
             job = Job(job_id, connection=connection)
