@@ -59,7 +59,9 @@ build_prometheus() {
 build_ksm() {
   local m=k8s.io/kube-state-metrics/v2 v="v${E2E_KSM_VERSION}"
   build_packages kube-state-metrics "	$m $v" "$(version_flags "$v" "$v")" "" "$m"
-  mv "$out/v2" "$out/kube-state-metrics"
+  # Module-aware `go build` names a command whose path ends in a major version (…/v2) after
+  # the element before it, so this is usually kube-state-metrics already; older toolchains say v2.
+  if [[ -x "$out/v2" ]]; then mv "$out/v2" "$out/kube-state-metrics"; fi
 }
 
 [[ -x "$out/operator" && -x "$out/prometheus-config-reloader" ]] || build_operator
