@@ -8,13 +8,14 @@
 #   5. stop the cluster by PID, whatever happened (trap)
 # Env: E2E_PYTEST_ARGS (extra pytest arguments, e.g. "-k prod"), E2E_KEEP_CLUSTER=1 to leave it running.
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_PREFIX=e2e
+cd "$REPO_ROOT"
 # shellcheck source=ci/e2e/versions.sh
 source ci/e2e/versions.sh
 
 t0=$SECONDS
-log() { printf '[e2e] %s\n' "$*" >&2; }
 phase() { log "$1 ($((SECONDS - t0))s elapsed)"; }
 
 phase "building or reusing the control-plane binaries"

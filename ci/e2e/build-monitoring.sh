@@ -10,26 +10,17 @@
 # Env: E2E_BUILD_JOBS (go build -p, default 2), E2E_FORCE_BUILD=1 to rebuild.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=ci/lib.sh
+source "$here/../lib.sh"
+LOG_PREFIX=e2e-build
 # shellcheck source=ci/e2e/versions.sh
 source "$here/versions.sh"
-log() { printf '[e2e-build] %s\n' "$*" >&2; }
 
 bins=(operator prometheus-config-reloader prometheus kube-state-metrics)
 out="$E2E_MONITORING_BIN_DIR"
-have_all() {
-  local b
-  for b in "${bins[@]}"; do [[ -x "$out/$b" ]] || return 1; done
-}
-if [[ "${E2E_FORCE_BUILD:-0}" == 1 ]]; then
-  for b in "${bins[@]}"; do rm -f "$out/$b"; done
-elif have_all; then
-  log "cached: $out"
-  echo "$out"
-  exit 0
-fi
-
 # shellcheck source=ci/e2e/gomod.sh
 source "$here/gomod.sh"
+reuse_or_clear "$out" "${bins[@]}"
 e2e_go_env
 work="$(dirname "$out")/src"
 mkdir -p "$out" "$work"
@@ -68,6 +59,6 @@ build_ksm() {
 [[ -x "$out/prometheus" ]] || build_prometheus
 [[ -x "$out/kube-state-metrics" ]] || build_ksm
 
-have_all || { log "build finished but binaries are missing in $out"; exit 1; }
+have_all "$out" "${bins[@]}" || { log "build finished but binaries are missing in $out"; exit 1; }
 log "built in $(( $(date +%s) - start ))s: $out"
 echo "$out"

@@ -12,6 +12,9 @@
 # Env: E2E_BUILD_JOBS (go build -p, default 2), E2E_FORCE_BUILD=1 to rebuild.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=ci/lib.sh
+source "$here/../lib.sh"
+LOG_PREFIX=e2e-build
 # shellcheck source=ci/e2e/versions.sh
 source "$here/versions.sh"
 
@@ -19,23 +22,9 @@ jobs="${E2E_BUILD_JOBS:-2}"
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 bins=("${k8s_bins[@]}" kwok etcd coredns pause)
 
-log() { printf '[e2e-build] %s\n' "$*" >&2; }
-
-have_all() {
-  local b
-  for b in "${bins[@]}"; do [[ -x "$E2E_BIN_DIR/$b" ]] || return 1; done
-}
-
-if [[ "${E2E_FORCE_BUILD:-0}" == 1 ]]; then
-  for b in "${bins[@]}"; do rm -f "$E2E_BIN_DIR/$b"; done
-elif have_all; then
-  log "cached: $E2E_BIN_DIR"
-  echo "$E2E_BIN_DIR"
-  exit 0
-fi
-
 # shellcheck source=ci/e2e/gomod.sh
 source "$here/gomod.sh"
+reuse_or_clear "$E2E_BIN_DIR" "${bins[@]}"
 e2e_go_env
 work="${E2E_CACHE_ROOT}/${E2E_KEY}/src"
 out="$E2E_BIN_DIR"
@@ -158,6 +147,6 @@ done
 [[ -x "$E2E_BIN_DIR/pause" ]] || build_pause
 [[ -x "$E2E_BIN_DIR/coredns" ]] || build_coredns
 
-have_all || { log "build finished but binaries are missing in $E2E_BIN_DIR"; exit 1; }
+have_all "$E2E_BIN_DIR" "${bins[@]}" || { log "build finished but binaries are missing in $E2E_BIN_DIR"; exit 1; }
 log "built in $(( $(date +%s) - start ))s: $E2E_BIN_DIR"
 echo "$E2E_BIN_DIR"

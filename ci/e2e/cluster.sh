@@ -21,12 +21,15 @@
 #   etcd 23790/23800, kube-apiserver 26443, controller-manager 20257, scheduler 20259, kwok 20247.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=ci/lib.sh
+source "$here/../lib.sh"
+LOG_PREFIX=e2e-cluster
 # shellcheck source=ci/e2e/versions.sh
 source "$here/versions.sh"
 
-state_root="${MEMSTACK_STATE_DIR:-$repo/.state}"
-[[ "$state_root" = /* ]] || state_root="$repo/$state_root"
+# A relative MEMSTACK_STATE_DIR is taken from the repository root, wherever this runs from.
+state_root="$STATE_DIR"
+[[ "$state_root" = /* ]] || state_root="$REPO_ROOT/$state_root"
 S="$state_root/${E2E_CLUSTER_NAME:-e2e}"
 PKI="$S/pki"
 LOGS="$S/logs"
@@ -53,8 +56,6 @@ START_TIMEOUT="${E2E_START_TIMEOUT:-120}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 ((${#NODES[@]} == 0)) || COMPONENTS+=(kwok)
 
-log() { printf '[e2e-cluster] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # --- process bookkeeping ---------------------------------------------------------
 pid_of() { [[ -f "$PIDS/$1.pid" ]] && cat "$PIDS/$1.pid"; }

@@ -1,11 +1,33 @@
 # shellcheck shell=bash
-# Go build helpers shared by ci/e2e/build.sh and ci/e2e/build-monitoring.sh. Source it.
+# Go build helpers shared by ci/e2e/build.sh and ci/e2e/build-monitoring.sh. Source it (after
+# ci/lib.sh, for `log`).
 # Needs: E2E_BUILD_JOBS (default 2) and, for the functions, `work` (a source directory) and
 # `out` (where binaries go) set by the caller.
 # shellcheck disable=SC2154  # work, out: set by the scripts that source this file
 
+# have_all DIR BIN...: true when every BIN is an executable in DIR.
+have_all() {
+  local dir="$1" b
+  shift
+  for b in "$@"; do [[ -x "$dir/$b" ]] || return 1; done
+}
+
+# reuse_or_clear DIR BIN...: with E2E_FORCE_BUILD=1 remove the binaries so they are rebuilt;
+# otherwise, when all of them are built, print DIR and end the calling script.
+reuse_or_clear() {
+  local dir="$1" b
+  shift
+  if [[ "${E2E_FORCE_BUILD:-0}" == 1 ]]; then
+    for b in "$@"; do rm -f "$dir/$b"; done
+  elif have_all "$dir" "$@"; then
+    log "cached: $dir"
+    echo "$dir"
+    exit 0
+  fi
+}
+
 e2e_go_env() {
-  command -v go >/dev/null || { printf '[e2e-build] go is required\n' >&2; exit 1; }
+  command -v go >/dev/null || { log "go is required"; exit 1; }
   # Keep builds polite on a shared 2-core machine.
   export CGO_ENABLED=0 GOFLAGS="-p=${E2E_BUILD_JOBS:-2} -mod=mod -buildvcs=false" GOTOOLCHAIN=local
 }

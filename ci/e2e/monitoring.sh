@@ -13,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/node.sh"
 # shellcheck source=ci/e2e/gomod.sh
 source "$here/gomod.sh"
-log() { printf '[e2e-monitoring] %s\n' "$*" >&2; }
+LOG_PREFIX=e2e-monitoring  # node.sh (sourced above) brings ci/lib.sh
 
 NS=monitoring
 # What kube-prometheus-stack's Prometheus selects by default (its release name).

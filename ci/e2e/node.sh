@@ -24,14 +24,17 @@
 # ("5432 6379 7687": loopback ports published on the bridge address).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=ci/lib.sh
+source "$here/../lib.sh"
+LOG_PREFIX=e2e-node
 # shellcheck source=ci/e2e/versions.sh
 source "$here/versions.sh"
 # shellcheck source=ci/e2e/node.env
 source "$here/node.env"
 
-state_root="${MEMSTACK_STATE_DIR:-$repo/.state}"
-[[ "$state_root" = /* ]] || state_root="$repo/$state_root"
+# A relative MEMSTACK_STATE_DIR is taken from the repository root, wherever this runs from.
+state_root="$STATE_DIR"
+[[ "$state_root" = /* ]] || state_root="$REPO_ROOT/$state_root"
 S="$state_root/$E2E_CLUSTER_NAME"
 N="$S/node"
 PKI="$S/pki"
@@ -49,8 +52,6 @@ CGROUP_ROOT="/memstack-node"
 BIN="$E2E_BIN_DIR"
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 
-log() { printf '[e2e-node] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 ctr_() { ctr --address "$SOCK" -n k8s.io "$@"; }
 kubectl_() {
@@ -192,7 +193,7 @@ tls_server() { # postgres|redis start|stop
     POSTGRES_CLIENT_CIDRS="$E2E_POD_CIDR" POSTGRES_TLS_CERT_FILE="$d/server.crt" POSTGRES_TLS_KEY_FILE="$d/server.key" \
     REDIS_PORT="$TLS_REDIS_PORT" REDIS_BIND="$E2E_NODE_IP 127.0.0.1" \
     REDIS_TLS_CERT_FILE="$d/server.crt" REDIS_TLS_KEY_FILE="$d/server.key" REDIS_TLS_CA_FILE="$d/ca.crt" \
-    bash "$repo/ci/$1.sh" "$2" >&2
+    bash "$REPO_ROOT/ci/$1.sh" "$2" >&2
 }
 
 start_databases() {
