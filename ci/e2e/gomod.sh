@@ -27,7 +27,7 @@ reuse_or_clear() {
 }
 
 e2e_go_env() {
-  command -v go >/dev/null || { log "go is required"; exit 1; }
+  command -v go >/dev/null || die "go is required"
   # Keep builds polite on a shared 2-core machine.
   export CGO_ENABLED=0 GOFLAGS="-p=${E2E_BUILD_JOBS:-2} -mod=mod -buildvcs=false" GOTOOLCHAIN=local
 }
