@@ -8,7 +8,6 @@ from typing import Any
 from litestar import Controller, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, Parameter
-from neo4j.time import DateTime
 
 from service.api.deps import Caller, Pool, Reader
 from service.api.errors import problem_spec
@@ -32,10 +31,6 @@ EDGES_PER_NODE = 5
 
 
 GRAPH_UNAVAILABLE = problem_spec("The graph database is unavailable or too slow; see Retry-After")
-
-
-def _native(value: Any) -> Any:
-    return value.to_native() if isinstance(value, DateTime) else value
 
 
 def _ids(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -96,8 +91,8 @@ class GraphController(Controller):
                     fact=f["fact"],
                     source=ids[f["source"]],
                     target=ids[f["target"]],
-                    valid_at=_native(f["valid_at"]),
-                    invalid_at=_native(f["invalid_at"]),
+                    valid_at=f["valid_at"],
+                    invalid_at=f["invalid_at"],
                 )
                 for f in row["facts"]
             ],

@@ -21,7 +21,6 @@ index returns at most its candidates, all of the caller's project.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from neo4j.time import DateTime
 
 from service.stores.graph_reads import GraphReader, entity_id
 
@@ -68,10 +66,6 @@ def lucene_query(text: str) -> str | None:
     terms = text.split()[:MAX_TERMS]
     escaped = " ".join(_LUCENE_SPECIAL.sub(r"\\\1", term.lower()) for term in terms)
     return escaped if any(ch.isalnum() for ch in escaped) else None
-
-
-def _native(value: Any) -> Any:
-    return value.to_native() if isinstance(value, DateTime) else value
 
 
 def _ref(node: dict[str, Any]) -> EntityRef:
@@ -115,7 +109,7 @@ def _fact_result(c: _Candidate) -> SearchResult:
         fact=row["fact"],
         source=_ref(row["source"]),
         target=_ref(row["target"]),
-        valid_at=_native(row.get("valid_at")),
+        valid_at=row.get("valid_at"),
     )
 
 
@@ -179,10 +173,5 @@ async def search(
     if query is None:
         return []
     candidates_per_index = max(MIN_CANDIDATES, 3 * limit)
-    # The two fulltext queries run concurrently (separate sessions); the neighbourhood needs the seeds.
-    entity_rows, fact_rows = await asyncio.gather(
-        reader.entity_hits(project_id, query, candidates_per_index),
-        reader.fact_hits(project_id, query, candidates_per_index),
-    )
-    neighbour_rows = await reader.neighbourhood(project_id, seed_uids(entity_rows), PER_SEED)
-    return rank(entity_rows, fact_rows, neighbour_rows, types, limit)
+    found = await reader.search_candidates(project_id, query, candidates_per_index, SEEDS, PER_SEED)
+    return rank(found.entities, found.facts, found.neighbours, types, limit)

@@ -5,6 +5,11 @@ ever looked up inside the caller's project. The fulltext indexes span all projec
 index `project_id`, so a fulltext query requires its project inside Lucene (`fulltext_query`):
 the procedure only ever sees, scores and keeps (its `limit` option) the caller's hits.
 
+Decoding the answer is most of a read's cost in the API process, so rows are taken as they
+arrive (`dict(record)`, not the recursive `record.data()`) and temporal properties come back as
+`toString(...)`, parsed here (`_instant`): the driver's own DateTime hydration costs tens of
+microseconds per value, and a search reads hundreds of facts (docs/search.md).
+
 Entities are addressed over HTTP by a URL-safe id: the base64url encoding (no padding) of
 their key (the name case-folded with spaces collapsed), so no extra index is needed and the
 id is stable across re-ingestion.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, LiteralString
 
 from neo4j import AsyncDriver, AsyncManagedTransaction, NotificationDisabledClassification
@@ -23,36 +29,45 @@ from service.stores.graph import entity_uid
 
 READ_RETRY_SECONDS = 3.0
 
-# The `project_id` filters after the procedures are a second guard; Lucene already applied them.
-_ENTITY_HITS: LiteralString = """
-CALL db.index.fulltext.queryNodes('entity_text_v2', $query, {limit: $limit}) YIELD node, score
-WHERE node.project_id = $project_id
-RETURN node.uid AS uid, node.key AS key, node.name AS name, node.type AS type,
-       node.summary AS summary, score
-LIMIT $limit
-"""
-_FACT_HITS: LiteralString = """
-CALL db.index.fulltext.queryRelationships('fact_text_v2', $query, {limit: $limit})
-YIELD relationship AS r, score
-WHERE r.project_id = $project_id
-WITH r, score LIMIT $limit
-WITH r, score, startNode(r) AS a, endNode(r) AS b
-RETURN r.uid AS uid, r.name AS name, r.fact AS fact, r.valid_at AS valid_at, r.invalid_at AS invalid_at,
-       a {.uid, .key, .name, .type} AS source, b {.uid, .key, .name, .type} AS target, score
-"""
-_NEIGHBOURHOOD: LiteralString = """
-UNWIND $seeds AS seed
-MATCH (s:Entity {uid: seed})
-WHERE s.project_id = $project_id
-CALL (s) {
-  MATCH (s)-[r:RELATES_TO]-(n:Entity)
-  WHERE r.project_id = $project_id
-  RETURN r, n LIMIT $per_seed
+# Search's candidates in one statement and one record: the entity hits, the fact hits and the
+# neighbourhood of the first `$seeds` entity hits (each list in the procedures' order, best
+# first). One transaction instead of three, and one message to decode instead of one per row:
+# the async driver's cost is per message. The `project_id` filters after the procedures are a
+# second guard; Lucene already applied them.
+_SEARCH: LiteralString = """
+CALL () {
+  CALL db.index.fulltext.queryNodes('entity_text_v2', $entity_query, {limit: $limit}) YIELD node, score
+  WHERE node.project_id = $project_id
+  WITH node, score LIMIT $limit
+  RETURN collect(node {.uid, .key, .name, .type, .summary, score: score}) AS entities
 }
-WITH seed, r, n, startNode(r) AS a, endNode(r) AS b
-RETURN seed, n {.uid, .key, .name, .type, .summary} AS neighbour,
-       r {.uid, .name, .fact, .valid_at, .invalid_at} AS rel,
-       a {.uid, .key, .name, .type} AS source, b {.uid, .key, .name, .type} AS target
+CALL () {
+  CALL db.index.fulltext.queryRelationships('fact_text_v2', $fact_query, {limit: $limit})
+  YIELD relationship AS r, score
+  WHERE r.project_id = $project_id
+  WITH r, score LIMIT $limit
+  WITH r, score, startNode(r) AS a, endNode(r) AS b
+  RETURN collect({uid: r.uid, name: r.name, fact: r.fact, score: score,
+                  valid_at: toString(r.valid_at), invalid_at: toString(r.invalid_at),
+                  source: a {.uid, .key, .name, .type}, target: b {.uid, .key, .name, .type}}) AS facts
+}
+CALL (entities) {
+  UNWIND [hit IN entities[..$seeds] | hit.uid] AS seed
+  MATCH (s:Entity {uid: seed})
+  WHERE s.project_id = $project_id
+  CALL (s) {
+    MATCH (s)-[r:RELATES_TO]-(n:Entity)
+    WHERE r.project_id = $project_id
+    RETURN r, n LIMIT $per_seed
+  }
+  WITH seed, r, n, startNode(r) AS a, endNode(r) AS b
+  RETURN collect({
+    seed: seed, neighbour: n {.uid, .key, .name, .type, .summary},
+    rel: r {.uid, .name, .fact, valid_at: toString(r.valid_at), invalid_at: toString(r.invalid_at)},
+    source: a {.uid, .key, .name, .type}, target: b {.uid, .key, .name, .type}
+  }) AS neighbours
+}
+RETURN entities, facts, neighbours
 """
 # Every expansion has its own LIMIT before the next one, so a hub with 10,000 facts is never
 # walked whole: at most `$scan` relationships of the entity for ring 1, `$scan` of each ring-1
@@ -90,8 +105,8 @@ CALL (members) {
   WITH DISTINCT r, startNode(r) AS a, endNode(r) AS b
   WHERE a IN members AND b IN members
   WITH r, a, b LIMIT $max_facts
-  RETURN collect({uid: r.uid, name: r.name, fact: r.fact, valid_at: r.valid_at, invalid_at: r.invalid_at,
-                  source: a.uid, target: b.uid}) AS facts
+  RETURN collect({uid: r.uid, name: r.name, fact: r.fact, source: a.uid, target: b.uid,
+                  valid_at: toString(r.valid_at), invalid_at: toString(r.invalid_at)}) AS facts
 }
 CALL (e) {
   MATCH (ep:Episode)-[:MENTIONS]->(e)
@@ -104,28 +119,32 @@ RETURN e {.uid, .key, .name, .type, .summary} AS entity, episodes,
        + [n IN ring2 | n {.uid, .key, .name, .type, .summary, distance: 2}] AS neighbours,
        facts, cut OR size(ring1) >= $limit AS truncated
 """
-# The best-connected entities straight from the (project_id, degree) index, in its order;
-# the facts among them are looked for in the first `$scan` outgoing facts of each.
-_EXPORT_NODES: LiteralString = """
-MATCH (e:Entity)
-WHERE e.project_id = $project_id AND e.degree >= 0
-WITH e ORDER BY e.project_id DESC, e.degree DESC, e.uid LIMIT $limit
-RETURN e {.uid, .key, .name, .type, .degree} AS node
-"""
-_EXPORT_EDGES: LiteralString = """
-UNWIND $uids AS uid
-MATCH (a:Entity {uid: uid})
-CALL (a) {
-  MATCH (a)-[r:RELATES_TO]->(b:Entity)
-  RETURN r, b LIMIT $scan
+# The best-connected entities straight from the (project_id, degree) index, in its order; the
+# facts among them are looked for in the first `$scan` outgoing facts of each; the project's
+# totals from its counter nodes. One statement, one record (see `_SEARCH`).
+_EXPORT: LiteralString = """
+CALL () {
+  MATCH (e:Entity)
+  WHERE e.project_id = $project_id AND e.degree >= 0
+  WITH e ORDER BY e.project_id DESC, e.degree DESC, e.uid LIMIT $limit
+  RETURN collect(e) AS members
 }
-WITH r, a, b WHERE b.uid IN $uids AND r.project_id = $project_id
-WITH r, a, b ORDER BY r.uid LIMIT $max_edges
-RETURN r.uid AS uid, r.name AS name, r.fact AS fact, a.uid AS source, b.uid AS target
-"""
-_TOTALS: LiteralString = """
-OPTIONAL MATCH (t:GraphTotals) WHERE t.project_id = $project_id
-RETURN coalesce(sum(t.entities), 0) AS entities, coalesce(sum(t.facts), 0) AS facts
+WITH members, [e IN members | e.uid] AS uids
+CALL (members, uids) {
+  UNWIND members AS a
+  CALL (a) {
+    MATCH (a)-[r:RELATES_TO]->(b:Entity)
+    RETURN r, b LIMIT $scan
+  }
+  WITH r, a, b WHERE b.uid IN uids AND r.project_id = $project_id
+  WITH r, a, b ORDER BY r.uid LIMIT $max_edges
+  RETURN collect({uid: r.uid, name: r.name, fact: r.fact, source: a.uid, target: b.uid}) AS edges
+}
+CALL () {
+  OPTIONAL MATCH (t:GraphTotals) WHERE t.project_id = $project_id
+  RETURN coalesce(sum(t.entities), 0) AS entities, coalesce(sum(t.facts), 0) AS facts
+}
+RETURN [e IN members | e {.uid, .key, .name, .type, .degree}] AS nodes, edges, entities, facts
 """
 # How many relationships of one node the entity read and the export look at, per node.
 SCAN_PER_NODE = 1000
@@ -151,6 +170,18 @@ def fulltext_query(project_id: str, fields: tuple[str, ...], terms: str) -> str:
     return f'+project_id:"{project}"^0 +({text})'
 
 
+def _instant(value: str | None) -> datetime | None:
+    """A `toString()` of a DATETIME (or null) as an aware datetime. Nanoseconds are cut to
+    microseconds and a named zone (`...+01:00[Europe/Berlin]`) keeps its offset only."""
+    return None if value is None else datetime.fromisoformat(value.partition("[")[0])
+
+
+def _with_instants(fact: dict[str, Any]) -> dict[str, Any]:
+    fact["valid_at"] = _instant(fact["valid_at"])
+    fact["invalid_at"] = _instant(fact["invalid_at"])
+    return fact
+
+
 def entity_id(key: str) -> str:
     """The URL-safe id of an entity key."""
     return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
@@ -167,13 +198,23 @@ def key_of(entity_id_: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchCandidates:
+    """Rows of `_SEARCH`: entity and fact hits (each with its BM25 `score`), best first, and
+    one row per fact next to a seed (`seed`, `neighbour`, `rel`, `source`, `target`)."""
+
+    entities: list[dict[str, Any]]
+    facts: list[dict[str, Any]]
+    neighbours: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class GraphReader:
     driver: AsyncDriver
     database: str
 
     async def _read(self, cypher: LiteralString, /, **params: Any) -> list[dict[str, Any]]:
         async def work(tx: AsyncManagedTransaction) -> list[dict[str, Any]]:
-            return [record.data() async for record in await tx.run(cypher, params)]
+            return [dict(record) async for record in await tx.run(cypher, params)]
 
         # An HTTP read retries briefly (the driver's default is 30 s), then the caller answers 503.
         # `invalid_at` is written as null, so until some fact has one the property key does not
@@ -186,20 +227,28 @@ class GraphReader:
             rows: list[dict[str, Any]] = await session.execute_read(work)
         return rows
 
-    async def entity_hits(self, project_id: str, terms: str, limit: int) -> list[dict[str, Any]]:
-        """The `limit` best entities of the project for `terms` (escaped Lucene terms), best first."""
-        query = fulltext_query(project_id, ENTITY_TEXT_FIELDS, terms)
-        return await self._read(_ENTITY_HITS, project_id=project_id, query=query, limit=limit)
-
-    async def fact_hits(self, project_id: str, terms: str, limit: int) -> list[dict[str, Any]]:
-        """The `limit` best facts of the project for `terms` (escaped Lucene terms), best first."""
-        query = fulltext_query(project_id, FACT_TEXT_FIELDS, terms)
-        return await self._read(_FACT_HITS, project_id=project_id, query=query, limit=limit)
-
-    async def neighbourhood(self, project_id: str, seeds: list[str], per_seed: int) -> list[dict[str, Any]]:
-        if not seeds:
-            return []
-        return await self._read(_NEIGHBOURHOOD, project_id=project_id, seeds=seeds, per_seed=per_seed)
+    async def search_candidates(
+        self, project_id: str, terms: str, limit: int, seeds: int, per_seed: int
+    ) -> SearchCandidates:
+        """The `limit` best entities and facts of the project for `terms` (escaped Lucene terms),
+        best first, and the facts (at most `per_seed` each) around the first `seeds` entities."""
+        rows = await self._read(
+            _SEARCH,
+            project_id=project_id,
+            entity_query=fulltext_query(project_id, ENTITY_TEXT_FIELDS, terms),
+            fact_query=fulltext_query(project_id, FACT_TEXT_FIELDS, terms),
+            limit=limit,
+            seeds=seeds,
+            per_seed=per_seed,
+        )
+        row = rows[0]
+        for neighbour in row["neighbours"]:
+            _with_instants(neighbour["rel"])
+        return SearchCandidates(
+            entities=row["entities"],
+            facts=[_with_instants(fact) for fact in row["facts"]],
+            neighbours=row["neighbours"],
+        )
 
     async def entity(
         self, project_id: str, key: str, depth: int, limit: int, max_facts: int, max_episodes: int
@@ -214,19 +263,20 @@ class GraphReader:
             max_facts=max_facts,
             max_episodes=max_episodes,
         )
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        for fact in rows[0]["facts"]:
+            _with_instants(fact)
+        return rows[0]
 
     async def export(self, project_id: str, limit: int, max_edges: int) -> dict[str, Any]:
-        nodes = [row["node"] for row in await self._read(_EXPORT_NODES, project_id=project_id, limit=limit)]
-        edges = await self._read(
-            _EXPORT_EDGES,
-            project_id=project_id,
-            uids=[n["uid"] for n in nodes],
-            scan=EXPORT_SCAN_PER_NODE,
-            max_edges=max_edges + 1,
+        scan = EXPORT_SCAN_PER_NODE
+        rows = await self._read(
+            _EXPORT, project_id=project_id, limit=limit, scan=scan, max_edges=max_edges + 1
         )
-        totals = (await self._read(_TOTALS, project_id=project_id))[0]
-        total_nodes, total_edges = int(totals["entities"]), int(totals["facts"])
+        row = rows[0]
+        nodes, edges = row["nodes"], row["edges"]
+        total_nodes, total_edges = int(row["entities"]), int(row["facts"])
         # Each node's facts were looked at up to a cap: past it some edge may have been missed.
         capped = any(int(n["degree"]) > EXPORT_SCAN_PER_NODE for n in nodes)
         return {

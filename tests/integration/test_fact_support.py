@@ -197,7 +197,7 @@ def test_reads_around_a_hub_are_bounded(driver: Driver, settings: Settings, proj
             await reader.entity(project, "hub", 2, 50, 200, 100),
             await reader.entity(project, "hub", 1, 200, 800, 100),
             await reader.export(project, 10, 50),
-            await reader.neighbourhood(project, [entity_uid(project, "hub")], 20),
+            await reader.search_candidates(project, "hub", 30, seeds=1, per_seed=20),
         )
 
     deep, wide, export, around = _async(settings, read)
@@ -218,4 +218,5 @@ def test_reads_around_a_hub_are_bounded(driver: Driver, settings: Settings, proj
     assert len(export["edges"]) == 9  # each of the 9 spokes visited the hub
     assert (export["total_nodes"], export["total_edges"]) == (4501, 4500)
     assert [n["degree"] for n in export["nodes"]] == [1500] + [3] * 9
-    assert len(around) == 20
+    assert [hit["key"] for hit in around.entities] == ["hub"]
+    assert len(around.neighbours) == 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -169,6 +170,29 @@ def test_graph_export_is_bounded(corpus: Corpus, settings: Settings) -> None:
     assert small["truncated"] is True
     assert small["nodes"][0]["degree"] >= small["nodes"][1]["degree"]
     assert corpus.client.http.get(url, params={"limit": 0}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2025-06-01T10:30:00.123456+02:00", "0001-01-02T03:04:05-03:30", "9999-12-29T23:59:59.999999Z"]
+)
+def test_a_fact_is_valid_from_its_episodes_reference_time(corpus: Corpus, stamp: str) -> None:
+    """The same instant in the entity read and in search, to the microsecond, at the ends of the range."""
+    project = corpus.client.create_project()
+    response = corpus.client.http.post(
+        f"/api/v1/projects/{project}/episodes",
+        json={"content": "Dora Quill works at Zeta Corp.", "reference_time": stamp},
+    )
+    assert response.status_code == 202, response.text
+    corpus.client.wait_all(project, "completed", 1)
+    expected = datetime.fromisoformat(stamp)
+    read = corpus.client.http.get(f"/api/v1/projects/{project}/entities/{entity_id('Dora Quill')}").json()
+    assert [(f["name"], datetime.fromisoformat(f["valid_at"])) for f in read["facts"]] == [
+        ("WORKS_AT", expected)
+    ]
+    assert [f["invalid_at"] for f in read["facts"]] == [None]
+    found = search(corpus, "Zeta", project=project)
+    facts = [r for r in found if r["kind"] == "fact"]
+    assert [datetime.fromisoformat(r["valid_at"]) for r in facts] == [expected]
 
 
 def other_tenant_client(api: RunningApi, admin: Client) -> Client:
