@@ -3,6 +3,8 @@
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="${MEMSTACK_STATE_DIR:-$REPO_ROOT/.state}"
+# A relative MEMSTACK_STATE_DIR is taken from the repository root, wherever a script runs from.
+[[ "$STATE_DIR" = /* ]] || STATE_DIR="$REPO_ROOT/$STATE_DIR"
 CACHE_DIR="${MEMSTACK_CACHE_DIR:-$HOME/.cache/memstack}"
 mkdir -p "$STATE_DIR" "$CACHE_DIR"
 

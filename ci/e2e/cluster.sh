@@ -27,10 +27,7 @@ LOG_PREFIX=e2e-cluster
 # shellcheck source=ci/e2e/versions.sh
 source "$here/versions.sh"
 
-# A relative MEMSTACK_STATE_DIR is taken from the repository root, wherever this runs from.
-state_root="$STATE_DIR"
-[[ "$state_root" = /* ]] || state_root="$REPO_ROOT/$state_root"
-S="$state_root/${E2E_CLUSTER_NAME:-e2e}"
+S="$STATE_DIR/${E2E_CLUSTER_NAME:-e2e}"
 PKI="$S/pki"
 LOGS="$S/logs"
 PIDS="$S/pids"

@@ -32,10 +32,7 @@ source "$here/versions.sh"
 # shellcheck source=ci/e2e/node.env
 source "$here/node.env"
 
-# A relative MEMSTACK_STATE_DIR is taken from the repository root, wherever this runs from.
-state_root="$STATE_DIR"
-[[ "$state_root" = /* ]] || state_root="$REPO_ROOT/$state_root"
-S="$state_root/$E2E_CLUSTER_NAME"
+S="$STATE_DIR/$E2E_CLUSTER_NAME"
 N="$S/node"
 PKI="$S/pki"
 LOGS="$N/logs"
