@@ -37,7 +37,7 @@ def test_a_404_is_problem_json_with_request_id(api: RunningApi) -> None:
         "detail": "Not Found",
         "instance": "/nope",
     }
-    assert "trace-me-123" in api.log()
+    assert "trace-me-123" in api.wait_for_log("trace-me-123")
 
 
 def test_metrics_expose_every_api_family(api: RunningApi) -> None:

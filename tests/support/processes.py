@@ -33,6 +33,13 @@ class RunningApi:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def wait_for_log(self, text: str, *, timeout: float = 10.0) -> str:
+        """The log once it holds `text`: the access line is written after the response is sent."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return log
+
 
 @dataclass(frozen=True)
 class RunningWorker:
