@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.auth.cache import KeyCache
 from service.auth.keys import Principal
-from service.memory.accept import EpisodeIntake
+from service.memory.accept import TenantIntake
 from service.memory.erasure import ErasureDeps
 from service.observability.metrics import ApiMetrics
 from service.readiness import ReadinessDeps
@@ -27,7 +27,7 @@ Redis: TypeAlias = NamedDependency[aioredis.Redis]  # as `redis`
 Metrics: TypeAlias = NamedDependency[ApiMetrics]  # as `metrics`
 Events: TypeAlias = NamedDependency[EventHub]  # as `event_hub`
 Keys: TypeAlias = NamedDependency[KeyCache]  # as `key_cache`
-Intake: TypeAlias = NamedDependency[EpisodeIntake]  # as `intake`
+Intake: TypeAlias = NamedDependency[TenantIntake]  # as `intake`, bound to the caller's tenant
 Erasure: TypeAlias = NamedDependency[ErasureDeps]  # as `erasure`
 Reader: TypeAlias = NamedDependency[GraphReader]  # as `reader`
 Readiness: TypeAlias = NamedDependency[ReadinessDeps]  # as `readiness`

@@ -71,14 +71,13 @@ class EpisodeController(Controller):
         self,
         project_id: FromPath[uuid.UUID],
         data: JSONBody[EpisodeIn],
-        principal: Caller,
         intake: Intake,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
         ] = None,
     ) -> Response[EpisodeOut]:
         items = [new_episode(data, idempotency_key)]
-        inserted, duplicates = await intake.accept(principal.tenant_id, project_id, items)
+        inserted, duplicates = await intake.accept(project_id, items)
         if inserted:
             return Response(episode_out(inserted[0]), status_code=HTTP_202_ACCEPTED)
         return Response(
@@ -96,11 +95,10 @@ class EpisodeController(Controller):
         self,
         project_id: FromPath[uuid.UUID],
         data: JSONBody[BulkEpisodesIn],
-        principal: Caller,
         intake: Intake,
     ) -> BulkEpisodesOut:
         items = [new_episode(e) for e in data.episodes]
-        inserted, duplicates = await intake.accept(principal.tenant_id, project_id, items)
+        inserted, duplicates = await intake.accept(project_id, items)
         return BulkEpisodesOut(
             accepted=[episode_out(r) for r in inserted], duplicates=[episode_out(r) for r in duplicates]
         )

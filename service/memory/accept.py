@@ -121,3 +121,15 @@ class EpisodeIntake:
     def _refuse(self, reason: str, detail: str, count: int) -> Unavailable:
         self._deps.metrics.episodes_rejected.labels(reason).inc(count)
         return Unavailable(detail)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantIntake:
+    """The process's `EpisodeIntake` on behalf of one tenant (the caller's)."""
+
+    intake: EpisodeIntake
+    tenant_id: uuid.UUID
+
+    async def accept(self, project_id: uuid.UUID, items: list[NewEpisode]) -> Answer:
+        """`EpisodeIntake.accept` for this tenant."""
+        return await self.intake.accept(self.tenant_id, project_id, items)
