@@ -5,7 +5,8 @@ One API process, one worker (two for the scale-out row), the real servers:
 - goal 3: bulk posts (500 per request), against a raw Neo4j write of the same extractions in
   the same batches (`write_batch`, what the worker itself calls: the graph store is the floor);
 - goal 6: two workers against one, on the same bulk load.
-The deterministic extractor's rate alone is printed for reference. Completion is read from
+The deterministic extractor's rate alone is printed for reference, and so is where the CPU went
+in the one- and two-worker phases (`tests.bench.cpu`): what bounds the scale-out. Completion is read from
 PostgreSQL, not through the API, so polling does not load the process being measured.
 Run with `make bench` or, servers up, `.venv/bin/python -m tests.bench.pipeline_throughput`.
 It asserts nothing.
@@ -29,7 +30,7 @@ from service.settings import Settings, load_settings
 from service.stores.episode_status import ClaimedEpisode
 from service.stores.graph import create_worker_driver
 from service.stores.graph_writes import GraphBatch, write_batch
-from tests.bench import load, report
+from tests.bench import cpu, load, report
 from tests.bench.accept_path import episode_requests
 from tests.support.client import Client
 from tests.support.processes import running_api, running_worker
@@ -145,16 +146,25 @@ def main() -> None:
     with TemporaryDirectory() as tmp, ExitStack() as stack:
         logs = Path(tmp)
         api = stack.enter_context(running_api(logs / "api.log", QUEUE_MAX_SIZE="1000000", **QUIET))
-        stack.enter_context(running_worker(logs / "worker-1.log", **QUIET))
+        first = stack.enter_context(running_worker(logs / "worker-1.log", **QUIET))
         client = Client(api.base_url, settings.memstack_bootstrap_api_key)
         stack.callback(client.http.close)
         bulk_rate(settings, client, corpus(1000, "Warmup"), args.batch)
         raw = raw_graph_rate(settings, texts, args.batch)
-        bulk = bulk_rate(settings, client, texts, args.batch)
+        roots = {"api": api.process.pid, "worker": first.process.pid}
+        with cpu.measure(roots) as one_cpu:
+            bulk = bulk_rate(settings, client, texts, args.batch)
         single, posted = single_rate(settings, client, api.base_url, args.single_seconds)
-        with running_worker(logs / "worker-2.log", **QUIET):
+        with (
+            running_worker(logs / "worker-2.log", **QUIET) as second,
+            cpu.measure({**roots, "worker 2": second.process.pid}) as two_cpu,
+        ):
             two = bulk_rate(settings, client, texts, args.batch)
         base = extractor_rate(texts)
+    # What bounds goal 6: with the machine's cores already busy under one worker, a second
+    # worker can only take CPU from the servers it feeds.
+    print(f"CPU, bulk with one worker: {one_cpu.describe()}", flush=True)
+    print(f"CPU, bulk with two workers: {two_cpu.describe()}", flush=True)
     report.emit(
         [
             report.ratio_row(
@@ -180,6 +190,18 @@ def main() -> None:
                 bulk,
                 minimum=1.6,
                 baseline_label="one worker",
+            ),
+            report.limit_row(
+                "6 scale-out",
+                "machine CPU busy, bulk with one worker (what bounds the second)",
+                one_cpu.busy,
+                unit=f"of {one_cpu.cores} cores",
+            ),
+            report.limit_row(
+                "6 scale-out",
+                "machine CPU busy, bulk with two workers",
+                two_cpu.busy,
+                unit=f"of {two_cpu.cores} cores",
             ),
             report.limit_row("-", "deterministic extractor alone, episodes/s", base, unit="/s"),
         ]
