@@ -5,7 +5,8 @@ One API process (uvicorn), no worker (the jobs wait in the queue), 32 keep-alive
    `POST /api/v1/projects/{id}/episodes` (authentication, rate limit, the project lookup, the
    committed row, the queued job): requests/s, and their ratio (target >= 0.5x);
 2. open loop at half the POST rate just measured: p99 latency from when each request was due
-   (target <= 25 ms).
+   (target <= 25 ms);
+3. the API process's CPU per request of each kind (`tests.bench.cpu`): what the ratio is made of.
 The rate limit is on (a limit no run reaches), as in a deployment. The queued jobs and the
 project are removed afterwards. Run with `make bench` or, servers up,
 `.venv/bin/python -m tests.bench.accept_path`. It asserts nothing.
@@ -14,8 +15,10 @@ project are removed afterwards. Run with `make bench` or, servers up,
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -25,7 +28,7 @@ import psycopg
 from service.settings import Settings, load_settings
 from service.stores.queue import IngestQueue
 from service.stores.redis import create_sync_redis
-from tests.bench import load, report
+from tests.bench import cpu, load, report
 from tests.bench.report import Row
 from tests.support.client import Client
 from tests.support.processes import running_api
@@ -64,18 +67,42 @@ def discard_project(settings: Settings, client: Client, project: str) -> None:
     client.http.delete(f"/api/v1/projects/{project}").raise_for_status()
 
 
-def measure(base_url: str, key: str, project: str, seconds: float) -> tuple[float, float, float, float]:
-    """(bare requests/s, POST requests/s, POST p99 at half rate, its p50), in ms for latencies."""
+@dataclass(frozen=True)
+class Round:
+    bare_rate: float  # GET /health requests/s
+    accept_rate: float  # POST episodes requests/s
+    p99_ms: float  # POST at half the rate
+    p50_ms: float
+    bare_cpu_us: float  # the API process's CPU per request
+    accept_cpu_us: float
+    accept_busy: float  # the machine's busy cores while POSTs saturate the API
+
+
+def measure(base_url: str, key: str, project: str, seconds: float, api_pid: int) -> Round:
     health = load.http_request("GET", f"{base_url}/health")
     post = episode_requests(base_url, project, key)
-    bare = load.saturate(base_url, health, connections=CONNECTIONS, seconds=seconds)
-    accept = load.saturate(base_url, post, connections=CONNECTIONS, seconds=seconds)
+    with cpu.measure({"api": api_pid}) as bare_cpu:
+        bare = load.saturate(base_url, health, connections=CONNECTIONS, seconds=seconds)
+    with cpu.measure({"api": api_pid}) as accept_cpu:
+        accept = load.saturate(base_url, post, connections=CONNECTIONS, seconds=seconds)
     for result, name in ((bare, "GET /health"), (accept, "POST episodes")):
         wrong = {s: n for s, n in result.statuses.items() if s not in (200, 202)}
         if wrong:
             raise SystemExit(f"{name}: unexpected statuses {wrong}")
     half = load.paced(base_url, post, connections=CONNECTIONS, rate=accept.rate / 2, seconds=seconds)
-    return bare.rate, accept.rate, half.percentile(99), half.p50
+    return Round(
+        bare.rate,
+        accept.rate,
+        half.percentile(99),
+        half.p50,
+        _per_request_us(bare_cpu, bare.requests),
+        _per_request_us(accept_cpu, accept.requests),
+        accept_cpu.busy,
+    )
+
+
+def _per_request_us(usage: cpu.CpuUsage, requests: int) -> float:
+    return usage.parts["api"] * usage.seconds / max(1, requests) * 1e6
 
 
 def main() -> None:
@@ -95,12 +122,18 @@ def main() -> None:
             client = Client(api.base_url, key)
             project = client.create_project()
             try:
-                measure(api.base_url, key, project, seconds=1.0)  # warm-up: pools, caches, JIT-free paths
-                runs = [measure(api.base_url, key, project, args.seconds) for _ in range(args.rounds)]
+                pid = api.process.pid
+                measure(api.base_url, key, project, 1.0, pid)  # warm-up: pools, caches, JIT-free paths
+                runs = [measure(api.base_url, key, project, args.seconds, pid) for _ in range(args.rounds)]
             finally:
                 discard_project(settings, client, project)
                 client.http.close()
-    bare, accept, p99, p50 = (statistics.median(r[i] for r in runs) for i in range(4))
+    bare = statistics.median(r.bare_rate for r in runs)
+    accept = statistics.median(r.accept_rate for r in runs)
+    p99 = statistics.median(r.p99_ms for r in runs)
+    p50 = statistics.median(r.p50_ms for r in runs)
+    bare_us = statistics.median(r.bare_cpu_us for r in runs)
+    accept_us = statistics.median(r.accept_cpu_us for r in runs)
     rows: list[Row] = [
         report.ratio_row(
             GOAL,
@@ -114,6 +147,20 @@ def main() -> None:
             GOAL, f"POST p99 at half that rate ({accept / 2:.0f}/s)", p99, unit="ms", maximum=25
         ),
         report.limit_row(GOAL, "POST p50 at half that rate", p50, unit="ms"),
+        # One event loop: once it is saturated, the rates' ratio is the inverse of these.
+        report.ratio_row(
+            GOAL,
+            "API CPU per request, POST episodes vs GET /health (us)",
+            accept_us,
+            bare_us,
+            baseline_label="GET /health",
+        ),
+        report.limit_row(
+            GOAL,
+            "machine CPU busy while POSTs saturate the API",
+            statistics.median(r.accept_busy for r in runs),
+            unit=f"of {os.cpu_count()} cores",
+        ),
     ]
     report.emit(rows)
 

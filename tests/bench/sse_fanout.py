@@ -11,7 +11,8 @@ growth per stream; and the API process's own Redis connections at 100 vs all str
 keeps one reader per project, so the count must stay flat: at most 2 more connections, for
 commands that happen to overlap, never one per stream). Redis
 `connected_clients` is printed too but not judged: it counts every client of the shared
-server (the worker, other processes), which come and go independently of this run.
+server (the worker, other processes), which come and go independently of this run. Where the
+CPU went while the events were delivered is reported too (`tests.bench.cpu`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import redis
 
 from service.settings import Settings, load_settings
 from service.stores.redis import server_options
+from tests.bench import cpu
 from tests.bench.report import Row, emit, limit_row, ratio_row
 from tests.support.client import Client
 from tests.support.processes import running_api, running_worker
@@ -146,14 +148,18 @@ def main() -> None:
         logs = Path(tmp)
         with (
             running_api(logs / "api.log", LOG_LEVEL="WARNING") as api,
-            running_worker(logs / "worker.log", LOG_LEVEL="WARNING"),
+            running_worker(logs / "worker.log", LOG_LEVEL="WARNING") as worker,
         ):
             client = Client(api.base_url, settings.memstack_bootstrap_api_key)
-            rows = _run(api.base_url, api.process.pid, client, settings, args)
+            roots = {"api": api.process.pid, "worker": worker.process.pid}
+            rows = _run(api.base_url, roots, client, settings, args)
     emit(rows)
 
 
-def _run(base_url: str, pid: int, client: Client, settings: Settings, args: argparse.Namespace) -> list[Row]:
+def _run(
+    base_url: str, roots: dict[str, int], client: Client, settings: Settings, args: argparse.Namespace
+) -> list[Row]:
+    pid = roots["api"]
     project = client.create_project()
     port = int(base_url.rsplit(":", 1)[1])
     request = (
@@ -190,14 +196,15 @@ def _run(base_url: str, pid: int, client: Client, settings: Settings, args: argp
         rss_after = _rss_kib(pid)
         many_api, many_redis = connections_to(pid, settings.redis_port), _redis_clients(settings)
         expected = 3 * args.episodes
-        for pipe in pipes:
-            pipe.send(("expect", (expected, time.monotonic() + 120)))
-        for n in range(args.episodes):
-            response = client.post_episode(
-                project, f"Episode {n}: Grace Hopper joined Navy Labs in Arlington."
-            )
-            response.raise_for_status()
-        results = [pipe.recv() for pipe in pipes]
+        with cpu.measure(roots) as usage:
+            for pipe in pipes:
+                pipe.send(("expect", (expected, time.monotonic() + 120)))
+            for n in range(args.episodes):
+                response = client.post_episode(
+                    project, f"Episode {n}: Grace Hopper joined Navy Labs in Arlington."
+                )
+                response.raise_for_status()
+            results = [pipe.recv() for pipe in pipes]
         for pipe in pipes:
             pipe.send(("close", None))
             pipe.recv()
@@ -223,6 +230,7 @@ def _run(base_url: str, pid: int, client: Client, settings: Settings, args: argp
                 "api_redis_connections": [few_api, many_api],
                 "redis_connected_clients": [few_redis, many_redis],
                 "api_rss_kib": [rss_before, rss_after],
+                "cpu_while_delivering": usage.describe(),
             }
         ),
         flush=True,
@@ -264,6 +272,15 @@ def _run(base_url: str, pid: int, client: Client, settings: Settings, args: argp
             baseline_label=f"{args.first} streams",
         ),
         limit_row(GOAL, "busiest client process CPU (not the bottleneck)", client_cpu * 100, unit="%"),
+        # What bounds the p99: every event is one write per stream, made by the one event loop.
+        limit_row(GOAL, "API CPU while delivering", usage.parts["api"], unit="cores"),
+        limit_row(
+            GOAL,
+            "API CPU per event delivered to one stream",
+            usage.parts["api"] * usage.seconds / max(1, delivered) * 1e6,
+            unit="us",
+        ),
+        limit_row(GOAL, "machine CPU busy while delivering", usage.busy, unit=f"of {usage.cores} cores"),
     ]
 
 
