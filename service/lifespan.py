@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from service.api.auth_throttle import AuthThrottle
 from service.api.events import create_event_hub
 from service.auth.cache import KeyCache
+from service.gc_tuning import tune_for_server
 from service.memory.accept import EpisodeIntake, IntakeDeps
 from service.observability.metrics import ApiMetrics, MetricsServer
 from service.readiness import watch_dependencies
@@ -64,6 +65,7 @@ def lifespan_for(
             port=settings.metrics_port,
         )
         watcher = asyncio.create_task(watch_dependencies(resources.readiness), name="dependency-watch")
+        tune_for_server()
         try:
             yield
         finally:
