@@ -2,10 +2,11 @@
 
 CPython's defaults (thresholds 700, 10, 10) suit short scripts. An API process holding thousands
 of SSE streams keeps every stream's objects alive (tasks, coroutine frames, protocol and
-transport state), and every full collection walks all of them while the event loop waits. Measured with `tests/bench/sse_fanout.py` (2,000 streams, one process, two runs each):
-with the defaults, collections took 3.4-3.5 s of the API's CPU in a run and paused the loop for
-up to 368-481 ms (a full collection), and the p99 delivery latency was 462-620 ms; with the
-settings below, 0.5-0.6 s, pauses up to 107-149 ms, and a p99 of 177-254 ms.
+transport state), and every full collection walks all of them while the event loop waits.
+Measured with `tests/bench/sse_fanout.py` (2,000 streams, one process, two runs each): with the
+defaults, collections took 3.4-3.5 s of the API's CPU in a run and paused the loop for up to
+368-481 ms (a full collection), and the p99 delivery latency was 462-620 ms; with the settings
+below, 0.5-0.6 s, pauses up to 107-149 ms, and a p99 of 177-254 ms.
 
 - `gc.freeze()` after startup moves everything imported and built so far into the permanent
   generation: never collected (it lives as long as the process), never walked again.
