@@ -42,7 +42,7 @@ def lifespan_for(
         queue = IngestQueue(settings, queue_connection, redis)
         auth_throttle = AuthThrottle(settings)
         intake = EpisodeIntake(IntakeDeps(pool, queue, metrics))
-        event_hub = create_event_hub(redis)
+        event_hub = create_event_hub(redis, metrics)
         metrics.sse_readers.set_function(event_hub.reader_count)
         resources = Resources(
             settings,

@@ -2,9 +2,13 @@
 
 The first subscriber of a project starts a reader task: it resolves "now" to the id of the
 newest entry, then loops on a blocking XREAD of `memstack:events:<project>` from the last id it
-saw, encodes each page of entries once (`encode`, given by the caller) and offers the page to
+saw, encodes each page of entries once (`encode`, given by the caller) and hands the page to
 every subscriber of the project. The last subscriber to leave cancels it. Redis therefore sees
 one blocked connection per project with listeners, however many listeners there are.
+
+Delivery is pushed: a subscriber that has caught up gets each page written by the reader itself
+(its `Write`, run eagerly: no task wake-up per subscriber per page); one whose write has to wait,
+or that is still catching up, gets the page queued for its own task (`Subscription.deliver`).
 
 Hand-over without gap or repeat: a subscriber joins at the reader's position P, taken in the same
 synchronous step that adds it to the fan-out, so every entry after P reaches it live. A resuming
@@ -12,7 +16,7 @@ subscriber (after X) first reads (X, P] from the stream itself (XRANGE, a few su
 time), then the live pages, skipping anything not after the last id it delivered.
 
 Each subscriber's backlog is bounded in bytes: one too slow to keep up is dropped from the
-fan-out (its backlog freed at once) and its iteration raises `CutOff`; it can resume with the
+fan-out (its backlog freed at once) and its delivery raises `CutOff`; it can resume with the
 last id it received. A page that arrives while nothing else has (an XREAD that timed out) is a
 heartbeat. A Redis error ends every subscription of the project with that error.
 """
@@ -23,159 +27,12 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from service.stores.event_fanout import CutOff, Encode, HubClosed, Page, Reader, Subscription, parse_id
 from service.stores.events import last_event_id, read_events, read_range
-
-StreamId = tuple[int, int]
-Encode = Callable[[str, bytes], bytes]
-"""(entry id, data) to the bytes written to a subscriber."""
-
-_ITEM_OVERHEAD = 64  # bytes charged per queued page on top of its payload
-
-
-def parse_id(entry_id: str) -> StreamId:
-    milliseconds, _, sequence = entry_id.partition("-")
-    return int(milliseconds), int(sequence or 0)
-
-
-class SubscriptionEnded(Exception):
-    """The subscription will deliver nothing more."""
-
-
-class CutOff(SubscriptionEnded):
-    """The subscriber fell further behind than its budget allows."""
-
-
-class HubClosed(SubscriptionEnded):
-    """The process is shutting down."""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """Entries read together, encoded once and shared by every subscriber (empty: a heartbeat)."""
-
-    ids: tuple[StreamId, ...]
-    chunks: tuple[bytes, ...]
-    payload: bytes
-
-    @property
-    def cost(self) -> int:
-        return len(self.payload) + _ITEM_OVERHEAD
-
-
-class Subscription:
-    """One listener of one project: a bounded backlog of live pages and the catch-up before them."""
-
-    __slots__ = (
-        "_budget",
-        "_ended",
-        "_hub",
-        "_pending",
-        "_pending_bytes",
-        "_waiter",
-        "after",
-        "project_id",
-        "start",
-    )
-
-    def __init__(self, hub: EventHub, project_id: uuid.UUID, after: str | None, budget: int) -> None:
-        self._hub = hub
-        self.project_id = project_id
-        self.after = after
-        self.start = ""  # the reader's position when this subscriber joined the fan-out
-        self._budget = budget
-        self._pending: list[Page] = []
-        self._pending_bytes = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self._ended: BaseException | None = None
-
-    def _offer(self, page: Page) -> bool:
-        """Queue a live page; False (and nothing queued) when that would exceed the budget."""
-        if self._pending_bytes + page.cost > self._budget:
-            return False
-        self._pending.append(page)
-        self._pending_bytes += page.cost
-        self._wake()
-        return True
-
-    def _end(self, error: BaseException) -> None:
-        if self._ended is None:
-            self._ended = error
-            self._pending.clear()
-            self._pending_bytes = 0
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def _take(self) -> list[Page]:
-        while not self._pending:
-            if self._ended is not None:
-                raise self._ended
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if self._ended is not None:
-            raise self._ended
-        pages, self._pending, self._pending_bytes = self._pending, [], 0
-        return pages
-
-    async def chunks(self) -> AsyncIterator[tuple[bytes, int]]:
-        """(bytes to write, how many entries they hold): the catch-up, then the live pages; a chunk
-        of no entries is a heartbeat. Ends by raising `SubscriptionEnded` or `RedisError`."""
-        last = parse_id(self.start)
-        if self.after is not None:
-            after = parse_id(self.after)
-            if after < last:
-                async for entries in self._hub.catch_up(self.project_id, self.after, self.start):
-                    encode = self._hub.encode
-                    yield b"".join(encode(entry_id, data) for entry_id, data in entries), len(entries)
-            last = max(last, after)
-        while True:
-            parts: list[bytes] = []
-            count = 0
-            for page in await self._take():
-                if not page.ids:
-                    continue
-                if page.ids[0] > last:
-                    parts.append(page.payload)
-                    count += len(page.ids)
-                else:  # only when resuming from an id the reader had not reached yet
-                    fresh = [chunk for i, chunk in zip(page.ids, page.chunks, strict=True) if i > last]
-                    parts.extend(fresh)
-                    count += len(fresh)
-                last = max(last, page.ids[-1])
-            if count:
-                yield (parts[0] if len(parts) == 1 else b"".join(parts)), count
-            else:
-                yield self._hub.heartbeat, 0
-
-
-class _Reader:
-    __slots__ = ("initial", "position", "project_id", "ready", "stopped", "subscribers", "task")
-
-    def __init__(self, project_id: uuid.UUID) -> None:
-        self.project_id = project_id
-        self.subscribers: dict[Subscription, None] = {}  # insertion-ordered set
-        self.ready = asyncio.Event()
-        self.initial = ""  # the "now" the reader started from
-        self.position = ""  # the id of the last entry offered to the subscribers
-        self.task: asyncio.Task[None] | None = None
-        self.stopped = False
-
-    def stop(self) -> None:
-        # The flag too: a cancel that lands as redis-py starts a command can be absorbed by its
-        # read timeout (Python 3.11), and the reader must then stop when that read returns.
-        self.stopped = True
-        if self.task is not None:
-            self.task.cancel()
 
 
 class EventHub:
@@ -187,6 +44,7 @@ class EventHub:
         *,
         encode: Encode,
         heartbeat: bytes,
+        on_sent: Callable[[int], None] = lambda count: None,
         block_ms: int = 15_000,
         read_count: int = 1000,
         budget_bytes: int = 1 << 20,
@@ -196,15 +54,21 @@ class EventHub:
         self._redis = redis
         self.encode = encode
         self.heartbeat = heartbeat
+        self._on_sent = on_sent
         self._heartbeat_page = Page((), (), heartbeat)
         self._block_ms = block_ms
         self._read_count = read_count
         self._budget = budget_bytes
         self._catch_up_page = catch_up_page
         self._catch_up_slots = asyncio.Semaphore(catch_up_concurrency)
-        self._readers: dict[uuid.UUID, _Reader] = {}
+        self._readers: dict[uuid.UUID, Reader] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    def on_sent(self, count: int) -> None:
+        """`count` entries were written to a subscriber."""
+        if count:
+            self._on_sent(count)
 
     def reader_count(self) -> int:
         """Readers running (one per project with subscribers)."""
@@ -222,12 +86,12 @@ class EventHub:
             raise HubClosed
         reader = self._readers.get(project_id)
         if reader is None:
-            reader = self._readers[project_id] = _Reader(project_id)
+            reader = self._readers[project_id] = Reader(project_id)
             task = asyncio.create_task(self._run(reader), name=f"events-{project_id}")
             reader.task = task
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        subscription = Subscription(self, project_id, after, self._budget)
+        subscription = Subscription(self, reader, after, self._budget)
         reader.subscribers[subscription] = None
         try:
             if reader.ready.is_set():
@@ -235,20 +99,20 @@ class EventHub:
             else:
                 await reader.ready.wait()
                 subscription.start = reader.initial  # joined before the first page: sees them all
-            if subscription._ended is not None:
-                raise subscription._ended
+            if subscription.ended is not None:
+                raise subscription.ended
             yield subscription
         finally:
             self._leave(reader, subscription)
 
-    def _leave(self, reader: _Reader, subscription: Subscription) -> None:
+    def _leave(self, reader: Reader, subscription: Subscription) -> None:
         reader.subscribers.pop(subscription, None)
-        subscription._end(HubClosed())
+        subscription.end(HubClosed())
         if not reader.subscribers and self._readers.get(reader.project_id) is reader:
             del self._readers[reader.project_id]
             reader.stop()
 
-    async def _run(self, reader: _Reader) -> None:
+    async def _run(self, reader: Reader) -> None:
         try:
             reader.initial = reader.position = await last_event_id(self._redis, reader.project_id)
             reader.ready.set()
@@ -262,10 +126,15 @@ class EventHub:
                     reader.position = entries[-1][0]
                 else:
                     page = self._heartbeat_page
+                written = 0
                 for subscription in tuple(reader.subscribers):
-                    if not subscription._offer(page):
+                    pushed = subscription.push(page)
+                    if pushed:
+                        written += 1
+                    elif pushed is False:
                         del reader.subscribers[subscription]
-                        subscription._end(CutOff())
+                        subscription.end(CutOff())
+                self.on_sent(written * len(page.ids))
         except RedisError as exc:
             self._fail(reader, exc)
         finally:
@@ -273,9 +142,9 @@ class EventHub:
                 del self._readers[reader.project_id]
             reader.ready.set()
 
-    def _fail(self, reader: _Reader, error: BaseException) -> None:
+    def _fail(self, reader: Reader, error: BaseException) -> None:
         for subscription in tuple(reader.subscribers):
-            subscription._end(error)
+            subscription.end(error)
         reader.subscribers.clear()
 
     async def catch_up(

@@ -14,7 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from service.settings import Settings
-from service.stores.event_hub import CutOff, EventHub, HubClosed, Subscription
+from service.stores.event_fanout import CutOff, HubClosed, Subscription
+from service.stores.event_hub import EventHub
 from service.stores.events import stream_key
 from service.stores.redis import create_async_redis
 from tests.support.sockets import connections_to
@@ -56,13 +57,21 @@ async def stream_ids(redis: aioredis.Redis, project: uuid.UUID) -> list[str]:
     return [entry_id.decode() for entry_id, _ in items]
 
 
+class _Enough(Exception):
+    """Raised by a test's writer once it has seen what it waited for."""
+
+
 async def collect(subscription: Subscription, until: Callable[[list[str]], bool]) -> list[str]:
     seen: list[str] = []
-    async for chunk, _count in subscription.chunks():
-        seen += chunk.decode().split()
+
+    async def write(chunk: bytes) -> None:
+        seen.extend(chunk.decode().split())
         if until(seen):
-            return seen
-    raise AssertionError("unreachable")
+            raise _Enough
+
+    with pytest.raises(_Enough):
+        await subscription.deliver(write)
+    return seen
 
 
 async def listener(
@@ -77,8 +86,8 @@ async def listener(
         return await collect(subscription, until)
 
 
-def spawn(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    return asyncio.create_task(coroutine)
+def spawn(coroutine: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
+    return asyncio.create_task(coroutine, name=name)
 
 
 @pytest.fixture
@@ -107,6 +116,58 @@ def test_many_subscribers_get_every_event_in_order(settings: Settings, project: 
         assert all(result == ids for result in results)
 
     run(settings, body)
+
+
+def test_pages_are_written_by_the_reader_and_a_write_that_waits_is_finished_by_its_subscriber(
+    settings: Settings, project: uuid.UUID
+) -> None:
+    """Caught-up subscribers are written to from the reader's own task; one whose write has to
+    wait (every fifth here) gets that write finished, and the pages after it, by its own task:
+    every entry in order, each counted as sent once."""
+    sent: list[int] = []
+
+    async def body(hub: EventHub, redis: aioredis.Redis) -> None:
+        total = 300
+        writers: dict[str, set[str]] = {"fast": set(), "waiting": set()}
+
+        async def subscriber(kind: str, joined: asyncio.Event) -> list[str]:
+            seen: list[str] = []
+            writes = 0
+            complete = asyncio.Event()
+
+            async def write(chunk: bytes) -> None:
+                nonlocal writes
+                writes += 1
+                task = asyncio.current_task()
+                writers[kind].add(task.get_name() if task else "")
+                if kind == "waiting" and writes % 5 == 0:
+                    await asyncio.sleep(0.002)
+                seen.extend(chunk.decode().split())
+                if len(seen) >= total:
+                    complete.set()
+
+            async with hub.subscribe(project, None) as subscription:
+                joined.set()
+                delivery = spawn(subscription.deliver(write), name=f"{kind}-{id(seen)}")
+                await complete.wait()
+                delivery.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await delivery
+            return seen
+
+        kinds = ["fast"] * 20 + ["waiting"] * 3
+        joined = [asyncio.Event() for _ in kinds]
+        tasks = [spawn(subscriber(k, j)) for k, j in zip(kinds, joined, strict=True)]
+        await asyncio.gather(*(j.wait() for j in joined))
+        ids = await append(redis, project, total)
+        assert all(r == ids for r in await asyncio.gather(*tasks))
+        reader = f"events-{project}"
+        assert reader in writers["fast"], writers  # written by the reader itself
+        assert reader in writers["waiting"], writers
+        assert any(name.startswith("waiting-") for name in writers["waiting"]), writers
+
+    run(settings, body, on_sent=sent.append)
+    assert sum(sent) == 23 * 300
 
 
 def test_resume_catches_up_then_joins_live_without_gap_or_repeat(
@@ -212,7 +273,7 @@ def test_a_slow_subscriber_is_cut_off_without_holding_up_the_others(
         async with hub.subscribe(project, None) as slow:
             ids = await append(redis, project, total, pad=100)
             assert await asyncio.gather(*fast) == [ids] * 3
-            assert hub.subscriber_count(project) == 1 or slow._ended is not None
+            assert hub.subscriber_count(project) == 1 or slow.ended is not None
             with pytest.raises(CutOff):
                 await collect(slow, lambda s: False)
 

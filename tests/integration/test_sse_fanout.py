@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 import threading
 import time
 import uuid
@@ -160,3 +162,70 @@ def test_redis_connections_do_not_grow_with_streams(
     few = asyncio.run(hold(10))
     many = asyncio.run(hold(300))
     assert many <= few + 2, (few, many)
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_the_others_get_everything(
+    api: RunningApi, client: Client, settings: Settings
+) -> None:
+    """Its socket fills, uvicorn's send waits, and its backlog passes the budget (1 MiB): it is
+    dropped from the fan-out at once, while a client reading the same project receives every
+    entry. When it reads again it gets what was already buffered, in order, then the end of
+    the stream (counted in sse_errors_total, logged), and resumes with its last id."""
+    project = client.create_project()
+    redis = create_sync_redis(settings)
+    port = int(api.base_url.rsplit(":", 1)[1])
+
+    def errors() -> float:
+        return sample(httpx.get(api.metrics_url).text, "sse_errors_total")
+
+    errors_before = errors()
+    pad = "x" * 200
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.settimeout(GUARD_SECONDS)
+    try:
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(
+            f"GET /api/v1/projects/{project}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: {client.http.headers['Authorization']}\r\n\r\n".encode()
+        )
+        received = b""
+        while b": connected" not in received:  # then it reads nothing until the end
+            chunk = stalled.recv(65536)
+            assert chunk, received
+            received += chunk
+
+        async def main() -> list[str]:
+            async with http_client(api, client) as http:
+                joined, done = asyncio.Event(), asyncio.Event()
+                reader = asyncio.create_task(follow(http, project, joined, done))
+                await asyncio.wait_for(joined.wait(), GUARD_SECONDS)
+                # ~9 MB in all, more than the socket buffers and the budget together, at a pace
+                # the reading client keeps up with (a page of 1,000 is ~0.2 MB)
+                for batch in range(40):
+                    pipe = redis.pipeline(transaction=False)
+                    for n in range(batch * 1000, (batch + 1) * 1000):
+                        pipe.xadd(stream_key(project), {"data": json.dumps({"n": n, "pad": pad})})
+                    await asyncio.to_thread(pipe.execute)
+                    await asyncio.sleep(0.05)
+                done.set()
+                return [i for i, _ in await reader]
+
+        followed = asyncio.run(main())
+        everything = [
+            i.decode() for i, _ in cast(list[tuple[bytes, object]], redis.xrange(stream_key(project)))
+        ]
+        assert followed == everything
+        while not received.endswith(b"0\r\n\r\n"):  # the last chunk: the server ended the stream
+            chunk = stalled.recv(1 << 20)
+            assert chunk, "the connection closed before the stream ended"
+            received += chunk
+        got = [m.decode() for m in re.findall(rb"\nid: (\d+-\d+)\r?\n", received)]
+        assert 0 < len(got) < len(everything)
+        assert got == everything[: len(got)]  # in order, no gap, up to where it was cut off
+        assert errors() == errors_before + 1
+        assert "cut off: the client fell too far behind" in api.wait_for_log("cut off")
+    finally:
+        stalled.close()
+        redis.delete(stream_key(project))
+        redis.close()
