@@ -49,21 +49,26 @@ def test_a_coroutine_that_waits_is_finished_by_the_task_awaiting_the_rest() -> N
     assert steps == ["before", "woken", "after"]
 
 
+def _waiting_forever(cleaned: list[str]) -> Stalled:
+    """A write stalled on a future nothing completes; its cleanup records itself in `cleaned`."""
+    never = asyncio.get_running_loop().create_future()
+
+    async def write() -> None:
+        try:
+            await never
+        finally:
+            cleaned.append("finally")
+
+    stalled = start_eagerly(write())
+    assert stalled is not None
+    return stalled
+
+
 def test_cancelling_the_awaiting_task_cancels_the_coroutine_where_it_waits() -> None:
     cleaned: list[str] = []
 
     async def main() -> None:
-        never = asyncio.get_running_loop().create_future()
-
-        async def write() -> None:
-            try:
-                await never
-            finally:
-                cleaned.append("finally")
-
-        stalled = start_eagerly(write())
-        assert stalled is not None
-        task = asyncio.ensure_future(_finish(stalled))
+        task = asyncio.ensure_future(_finish(_waiting_forever(cleaned)))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -77,17 +82,7 @@ def test_closing_an_abandoned_rest_runs_its_cleanup() -> None:
     cleaned: list[str] = []
 
     async def main() -> None:
-        never = asyncio.get_running_loop().create_future()
-
-        async def write() -> None:
-            try:
-                await never
-            finally:
-                cleaned.append("finally")
-
-        stalled = start_eagerly(write())
-        assert stalled is not None
-        stalled.close()
+        _waiting_forever(cleaned).close()
 
     asyncio.run(main())
     assert cleaned == ["finally"]
