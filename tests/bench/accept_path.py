@@ -95,14 +95,10 @@ def measure(base_url: str, key: str, project: str, seconds: float, api_pid: int)
         accept.rate,
         half.percentile(99),
         half.p50,
-        _per_request_us(bare_cpu, bare.requests),
-        _per_request_us(accept_cpu, accept.requests),
+        bare_cpu.per_item_us("api", bare.requests),
+        accept_cpu.per_item_us("api", accept.requests),
         accept_cpu.busy,
     )
-
-
-def _per_request_us(usage: cpu.CpuUsage, requests: int) -> float:
-    return usage.parts["api"] * usage.seconds / max(1, requests) * 1e6
 
 
 def main() -> None:

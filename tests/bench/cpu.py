@@ -80,6 +80,10 @@ class CpuUsage:
     busy: float = 0.0
     parts: dict[str, float] = field(default_factory=dict)
 
+    def per_item_us(self, part: str, items: int) -> float:
+        """Microseconds of `part`'s CPU per item done in the phase (a request, a delivered event)."""
+        return self.parts[part] * self.seconds / max(1, items) * 1e6
+
     @property
     def other(self) -> float:
         return max(0.0, self.busy - sum(self.parts.values()))

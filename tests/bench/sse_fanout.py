@@ -277,7 +277,7 @@ def _run(
         limit_row(
             GOAL,
             "API CPU per event delivered to one stream",
-            usage.parts["api"] * usage.seconds / max(1, delivered) * 1e6,
+            usage.per_item_us("api", delivered),
             unit="us",
         ),
         limit_row(GOAL, "machine CPU busy while delivering", usage.busy, unit=f"of {usage.cores} cores"),
